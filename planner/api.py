@@ -1,0 +1,86 @@
+"""The three-line API: ``load_scenario``, ``solve``, ``evaluate``."""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planner.instance import Instance, build_instance
+from planner.metrics import Metrics, evaluate_arrays
+from planner.plan import Plan, Result, plan_from_dict
+from planner.registry import get_method
+from planner.scenario.errors import InputError
+from planner.scenario.load import load_scenario
+from planner.scenario.model import Scenario
+
+log = logging.getLogger(__name__)
+_instances: weakref.WeakKeyDictionary[Scenario, Instance] = weakref.WeakKeyDictionary()
+
+
+def as_instance(problem: Scenario | Instance | str | Path) -> Instance:
+    """The Instance of a scenario (built once per Scenario object and cached)."""
+    if isinstance(problem, Instance):
+        return problem
+    if isinstance(problem, (str, Path)):
+        problem = load_scenario(problem)
+    inst = _instances.get(problem)
+    if inst is None:
+        inst = build_instance(problem)
+        _instances[problem] = inst
+    return inst
+
+
+def solve(
+    problem: Scenario | Instance | str | Path,
+    method: str = "greedy",
+    time_limit: float | None = None,
+    **options: Any,
+) -> Result:
+    """Run a registered method. Bad options raise OptionError; a method that fails returns a
+    Result with status ``error`` and the reason, never a half plan."""
+    inst = as_instance(problem)
+    spec = get_method(method)
+    opts = spec.resolve({**options, **({"time_limit": time_limit} if time_limit else {})})
+    log.info("solving %s with %s (%d requests, %d clusters)", inst.scenario.name, method,
+             inst.n_requests, inst.n_clusters)
+    t0 = time.perf_counter()
+    try:
+        out = spec.func(inst, **opts)
+    except InputError:
+        raise
+    except Exception as exc:  # a method's failure is reported, not raised
+        log.exception("method %s failed", method)
+        return Result(method, "error", None, wall_s=time.perf_counter() - t0,
+                      termination=f"{type(exc).__name__}: {exc}", options=opts)
+    wall = time.perf_counter() - t0
+    if isinstance(out, Plan):
+        result = Result(method, "feasible", out, termination="heuristic",
+                        refused_by_method=np.flatnonzero(out.refused))
+    else:
+        result = out
+    result.wall_s = wall
+    result.options = opts
+    if result.plan is not None:
+        metrics = evaluate_arrays(inst, result.plan)
+        if spec.kind == "heuristic":
+            result.objective = metrics.objective
+        if not metrics.within_horizon:
+            result.termination += f"; makespan {metrics.makespan_s:.6g} s exceeds horizon"
+    return result
+
+
+def evaluate(problem: Scenario | Instance | str | Path, plan: Plan | Result | dict) -> Metrics:
+    """Recompute a plan's figures from the scenario and the plan alone."""
+    inst = as_instance(problem)
+    if isinstance(plan, Result):
+        if plan.plan is None:
+            raise ValueError(f"result of {plan.method} has no plan (status {plan.status})")
+        plan = plan.plan
+    elif isinstance(plan, dict):
+        plan, _ = plan_from_dict(plan, inst)
+    return evaluate_arrays(inst, plan)

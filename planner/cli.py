@@ -1,0 +1,159 @@
+"""The command line: the only place that prints or configures logging.
+
+Exit codes: 0 success, 1 a method failed or found no plan, 2 bad input (scenario, plan, option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from planner.api import as_instance, evaluate, solve
+from planner.plan import plan_from_dict, plan_to_dict, write_json_atomic
+from planner.registry import methods
+from planner.scenario.errors import InputError, PlanError, Problem
+from planner.scenario.load import load_scenario
+
+log = logging.getLogger("planner")
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError("--option", [Problem("--option", "expected key=value", item)])
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    return f"{x:.6g}{unit}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    sc = load_scenario(args.scenario)
+    wl = sc.workload
+    print(f"OK {args.scenario}: {sc.name}: {len(wl)} requests ({wl.source}), "
+          f"{len(sc.clusters)} clusters in {len(sc.datacenters)} datacenters, "
+          f"{len(sc.links)} links, objective {sc.objective}")
+    return 0
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    sc = load_scenario(args.scenario)
+    inst = as_instance(sc)
+    result = solve(inst, method=args.method, time_limit=args.time_limit, **_options(args.option))
+    out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
+    print(f"{args.method}: status {result.status}, objective ({sc.objective}) "
+          f"{_fmt(result.objective)}, bound {_fmt(result.bound)}, gap {_fmt(result.gap)}, "
+          f"{result.wall_s:.3f} s" + (f" [{result.termination}]" if result.termination else ""))
+    if result.plan is None:
+        print(f"no plan written: {result.termination or result.status}", file=sys.stderr)
+        return 1
+    write_json_atomic(out, plan_to_dict(inst, result))
+    m = evaluate(inst, result.plan)
+    print(f"plan written to {out}: makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
+          f"${m.cost:.6g}, served {m.served}, refused {m.refused}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    sc = load_scenario(args.scenario)
+    inst = as_instance(sc)
+    try:
+        data = json.loads(Path(args.plan).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(args.plan, [Problem("<file>", "file not found", args.plan)]) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(args.plan, [Problem("<file>", f"not valid JSON: {exc}",
+                                            Path(args.plan).name)]) from None
+    plan, meta = plan_from_dict(data, inst, file=args.plan)
+    from planner.metrics import check_plan
+
+    check_plan(inst, plan, file=args.plan)
+    m = evaluate(inst, plan)
+    d = m.to_dict()
+    if args.json:
+        d["method"] = meta.get("method")
+        print(json.dumps(d, indent=1))
+        return 0
+    print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
+    print(f"  objective ({m.objective_name}): {m.objective:.6g}")
+    print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")
+    print(f"  cost: ${m.cost:.6g} (rent ${m.rent:.6g} over {m.period_s:.6g} s, "
+          f"egress ${m.egress_cost:.6g})")
+    print(f"  served {m.served}, refused {m.refused}, prefix tokens reused "
+          f"{m.prefix_tokens_reused}" + ("" if m.within_horizon else "  EXCEEDS HORIZON"))
+    print(f"  {'cluster':<20} {'load_s':>12} {'memory_load_s':>14} {'util':>7}")
+    for n, c in d["clusters"].items():
+        print(f"  {n:<20} {c['load_s']:>12.6g} {c['memory_load_s']:>14.6g} "
+              f"{c['utilization']:>7.1%}")
+    if d["links"]:
+        print(f"  {'link':<20} {'GB':>12} {'load_s':>14} {'util':>7}")
+        for n, lk in d["links"].items():
+            print(f"  {n:<20} {lk['bytes'] / 1e9:>12.6g} {lk['load_s']:>14.6g} "
+                  f"{lk['utilization']:>7.1%}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    for spec in methods():
+        opts = ", ".join(f"{k}={v!r}" for k, v in spec.options.items())
+        print(f"{spec.name:<16} [{spec.kind}] {spec.description}" + (f"  (options: {opts})"
+                                                                     if opts else ""))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="planner", description="Plan where LLM inference runs.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("validate", help="check a scenario file")
+    s.add_argument("scenario")
+    s.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("solve", help="run one method and write its plan")
+    s.add_argument("scenario")
+    s.add_argument("--method", "-m", default="greedy")
+    s.add_argument("--time-limit", type=float, default=None, help="seconds")
+    s.add_argument("--out", "-o", default=None, help="plan JSON (default SCENARIO.METHOD.plan.json)")
+    s.add_argument("--option", "-O", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, repeatable")
+    s.set_defaults(func=cmd_solve)
+
+    s = sub.add_parser("evaluate", help="score a plan with the independent evaluator")
+    s.add_argument("scenario")
+    s.add_argument("plan")
+    s.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("methods", help="list the registered methods")
+    s.set_defaults(func=cmd_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else
+                                                 logging.INFO if args.verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except InputError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        sys.stderr.close()
+        return 0

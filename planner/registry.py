@@ -1,0 +1,117 @@
+"""Method name -> callable, with its options (and their defaults) and a one-line description.
+
+A method is a function ``func(instance, **options)`` returning a :class:`Plan` (heuristics) or a
+:class:`Result` (exact methods, which also report bound and gap). Registering is one decorator:
+
+    @register("greedy", "least-load list scheduling", options={"order": "arrival"})
+    def greedy(instance, order="arrival"): ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from planner.scenario.errors import OptionError, Problem
+
+COMMON_OPTIONS = ("time_limit",)  # accepted (and ignored where meaningless) by every method
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    description: str
+    func: Callable[..., Any]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    kind: str = "heuristic"  # heuristic | exact
+    online: bool = True  # sees requests in arrival order and only its own past decisions
+
+    def resolve(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; strings (from the CLI) cast to the default's type.
+        An unknown option or a value of the wrong type raises OptionError."""
+        out = dict(self.options)
+        problems = []
+        for key, value in options.items():
+            if key in COMMON_OPTIONS and key not in self.options:
+                continue
+            if key not in self.options:
+                known = ", ".join(sorted(self.options)) or "none"
+                problems.append(Problem(key, f"unknown option for method {self.name} "
+                                        f"(known: {known})", value))
+                continue
+            try:
+                out[key] = _cast(value, self.options[key])
+            except (TypeError, ValueError):
+                problems.append(Problem(key, f"bad value for option of method {self.name}",
+                                        value))
+        if problems:
+            raise OptionError("options", problems)
+        return out
+
+
+def _cast(value: Any, default: Any) -> Any:
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise TypeError
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                not isinstance(value, (int, float, str)):
+            raise TypeError
+        return value
+    if isinstance(default, bool):
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+_BUILTIN_MODULES = (
+    "planner.heuristics.basic",
+    "planner.heuristics.greedy",
+)
+_loaded = False
+
+
+def register(
+    name: str,
+    description: str,
+    *,
+    options: Mapping[str, Any] | None = None,
+    kind: str = "heuristic",
+    online: bool = True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(func: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = MethodSpec(name, description, func, dict(options or {}), kind, online)
+        return func
+
+    return deco
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for mod in _BUILTIN_MODULES:
+            importlib.import_module(mod)
+
+
+def get_method(name: str) -> MethodSpec:
+    _load_builtins()
+    if name not in _REGISTRY:
+        known = ", ".join(sorted(_REGISTRY))
+        raise OptionError("method", [Problem("method", f"unknown method (known: {known})", name)])
+    return _REGISTRY[name]
+
+
+def methods() -> list[MethodSpec]:
+    _load_builtins()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]

@@ -1,0 +1,152 @@
+"""The scenario file's schema (pydantic): shapes, types and per-field ranges.
+
+Cross-field rules (unknown cards, unknown datacenters in links, reachability, ...) are checked in
+``planner.scenario.load`` after this schema has passed, so that every message names its field.
+Unknown keys are errors: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+PositiveFloat = Field(default=None, gt=0)
+
+
+class ClusterSpec(_Spec):
+    name: str = Field(min_length=1)
+    role: Literal["prefill", "decode", "mixed"]
+    replicas: int = Field(gt=0)
+    accelerator: str | None = None
+    # per-replica overrides of the accelerator card
+    prefill_tokens_per_s: float | None = Field(default=None, gt=0)
+    decode_tokens_per_s: float | None = Field(default=None, gt=0)
+    decode_step_base_s: float | None = Field(default=None, ge=0)
+    decode_step_per_seq_s: float | None = Field(default=None, ge=0)
+    kv_capacity_gb: float | None = Field(default=None, gt=0)
+    hbm_gb: float | None = Field(default=None, gt=0)
+    max_batch_size: int | None = Field(default=None, gt=0)
+    cost_per_hour: float | None = Field(default=None, ge=0)
+
+
+class DatacenterSpec(_Spec):
+    name: str = Field(min_length=1)
+    clusters: list[ClusterSpec] = Field(default_factory=list)
+
+
+class LinkSpec(_Spec):
+    between: tuple[str, str]
+    bandwidth_gbps: float = Field(gt=0)
+    latency_ms: float = Field(default=0.0, ge=0)
+    cost_per_gb: float = Field(default=0.0, ge=0)
+
+
+class RouteSpec(_Spec):
+    """An explicit route: the datacenters in order, ``path: [a, c, b]`` for a -> c -> b."""
+
+    path: list[str] = Field(min_length=2)
+
+
+class RequestSpec(_Spec):
+    id: str | int
+    arrival_s: float = Field(default=0.0, ge=0)
+    prompt_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    prefix: str | int | list[str | int] | None = None
+    prefix_tokens: int | None = Field(default=None, ge=0)
+    origin: str | None = None
+    priority: int = 0
+
+
+class FileSpec(_Spec):
+    path: str
+    format: Literal["azure", "mooncake", "csv", "jsonl"]
+    limit: int | None = Field(default=None, gt=0)
+    # csv/jsonl: our field -> the file's column, e.g. {prompt_tokens: input_len}
+    columns: dict[str, str] = Field(default_factory=dict)
+    # timestamps in the file are multiplied by this to give seconds (mooncake: 0.001)
+    time_unit_s: float | None = Field(default=None, gt=0)
+    origin: str | dict[str, float] | None = None
+    seed: int = 0
+    block_tokens: int = Field(default=512, gt=0)
+
+
+class LengthSpec(_Spec):
+    """A lognormal length distribution, clipped to [min, max] and rounded to integers."""
+
+    median: float = Field(gt=0)
+    sigma: float = Field(default=1.0, ge=0)
+    min: int = Field(default=0, ge=0)
+    max: int = Field(default=1_000_000, gt=0)
+
+
+class PrefixSpec(_Spec):
+    groups: int = Field(gt=0)
+    share: float = Field(default=0.5, ge=0, le=1)  # fraction of requests that carry a prefix
+    tokens: int = Field(default=1024, gt=0)  # length of each group's shared prefix
+    zipf: float = Field(default=1.0, ge=0)  # group popularity ~ 1 / rank**zipf
+
+
+class SyntheticSpec(_Spec):
+    count: int = Field(gt=0)
+    seed: int = 0
+    arrival_rate: float = Field(default=10.0, gt=0)  # requests per second, Poisson
+    prompt: LengthSpec = Field(default_factory=lambda: LengthSpec(median=1024, sigma=1.0, min=1))
+    output: LengthSpec = Field(default_factory=lambda: LengthSpec(median=256, sigma=1.0))
+    prefix: PrefixSpec | None = None
+    origin: str | dict[str, float] | None = None
+
+
+class WorkloadSpec(_Spec):
+    requests: list[RequestSpec] | None = None
+    file: FileSpec | None = None
+    synthetic: SyntheticSpec | None = None
+    # arrival times are multiplied by this (0.5 = the same trace twice as fast)
+    time_scale: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WorkloadSpec:
+        given = [k for k in ("requests", "file", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of requests, file, synthetic"
+                + (f" (given: {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class ScenarioSpec(_Spec):
+    name: str = Field(min_length=1)
+    description: str = ""
+    model: str | dict[str, Any]
+    objective: Literal["makespan", "cost", "served"] = "makespan"
+    horizon_s: float | None = Field(default=None, gt=0)
+    prefix_caching: bool = False
+    datacenters: list[DatacenterSpec] = Field(min_length=1)
+    links: list[LinkSpec] = Field(default_factory=list)
+    routes: list[RouteSpec] = Field(default_factory=list)
+    workload: WorkloadSpec
+    # free-form settings for later stages (simulation, reports); kept, not interpreted here
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelSpec(_Spec):
+    name: str = "inline"
+    kv_bytes_per_token: int | None = Field(default=None, gt=0)
+    layers: int | None = Field(default=None, gt=0)
+    kv_heads: int | None = Field(default=None, gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    bytes_per_element: int = Field(default=2, gt=0)
+    params_billion: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _kv(self) -> ModelSpec:
+        if self.kv_bytes_per_token is None and None in (self.layers, self.kv_heads, self.head_dim):
+            raise ValueError("give kv_bytes_per_token, or layers, kv_heads and head_dim")
+        return self

@@ -1,0 +1,1 @@
+"""Workload sources: inline requests, the synthetic generator, trace readers."""
