@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 a method failed or found no plan, 2 bad input (scenario
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -19,6 +20,9 @@ from planner.scenario.errors import InputError, PlanError, Problem
 from planner.scenario.load import load_scenario
 
 log = logging.getLogger("planner")
+
+# modules that add subcommands: each has add_commands(subparsers), its handlers return exit codes
+_COMMAND_MODULES = ("planner.report.cli", "planner.sweep.cli", "planner.simulate.cli")
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:
@@ -138,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("methods", help="list the registered methods")
     s.set_defaults(func=cmd_methods)
+    for mod in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and mod.startswith(exc.name):
+                continue
+            raise
+        module.add_commands(sub)
     return p
 
 

@@ -10,6 +10,7 @@ A method is a function ``func(instance, **options)`` returning a :class:`Plan` (
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,10 +75,8 @@ def _cast(value: Any, default: Any) -> Any:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
-_BUILTIN_MODULES = (
-    "planner.heuristics.basic",
-    "planner.heuristics.greedy",
-)
+# every module in these packages is imported once, so a new method is one new module there
+_METHOD_PACKAGES = ("planner.heuristics", "planner.exact", "planner.batch")
 _loaded = False
 
 
@@ -100,8 +99,16 @@ def _load_builtins() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        for mod in _BUILTIN_MODULES:
-            importlib.import_module(mod)
+        for pkg_name in _METHOD_PACKAGES:
+            try:
+                pkg = importlib.import_module(pkg_name)
+            except ModuleNotFoundError as exc:
+                if exc.name == pkg_name:
+                    continue
+                raise
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{pkg_name}.{info.name}")
 
 
 def get_method(name: str) -> MethodSpec:
