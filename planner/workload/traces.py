@@ -182,9 +182,7 @@ def _read(
                                           columns["prefix"])]) from None
             chain_tokens = block_chain_tokens(chain_ptr, prompt, spec.block_tokens)
         elif first is not None:  # a group id per request: the shared prefix is one block
-            keys = col.astype(object).where(col.notna(), None)
-            _, group = np.unique(keys.astype(str).to_numpy(), return_inverse=True)
-            group = np.where(col.notna().to_numpy(), group, -1)
+            group = pd.factorize(col.astype(object).where(col.notna(), None))[0].astype(np.int64)
             group_tokens = _group_tokens(group, prompt)
     return assemble(
         ids=ids, arrival_s=arrival, prompt_tokens=prompt, output_tokens=output, origin=origin,

@@ -1,0 +1,87 @@
+"""The command line as a user runs it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT, SCENARIOS
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "planner", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd or ROOT)
+
+
+def test_validate_ok():
+    r = run("validate", SCENARIOS / "quickstart.yaml")
+    assert r.returncode == 0 and "400 requests" in r.stdout
+
+
+def test_solve_then_evaluate_json(tmp_path, contract_scenario):
+    out = tmp_path / "plan.json"
+    r = run("solve", contract_scenario, "--method", "greedy", "--out", out)
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(out.read_text())
+    assert {"method", "status", "objective", "bound", "gap", "wall_s", "requests"} <= set(plan)
+    assert plan["method"] == "greedy" and plan["status"] == "feasible"
+    r = run("evaluate", contract_scenario, out, "--json")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["makespan_s"] == pytest.approx(plan["objective"])
+    assert m["served"] == 3 and set(m["clusters"]) == {"ep", "ed", "wd"}
+
+
+def test_contract_evaluate(contract_scenario, contract_plan):
+    r = run("evaluate", contract_scenario, contract_plan, "--json")
+    m = json.loads(r.stdout)
+    assert m["makespan_s"] == pytest.approx(3.0)
+    assert m["links"]["east|west"]["bytes"] == pytest.approx(2e6)
+    assert m["cost"] == pytest.approx(0.0076667, rel=1e-4)
+    text = run("evaluate", contract_scenario, contract_plan)
+    assert text.returncode == 0 and "makespan: 3 s" in text.stdout
+
+
+def test_bad_scenario_exit_2_one_line_no_traceback(tmp_path):
+    d = yaml.safe_load((SCENARIOS / "quickstart.yaml").read_text())
+    d["links"][0]["bandwidth_gbps"] = -1
+    d["links"][0]["between"][1] = "mars"
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(d))
+    r = run("validate", f)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert f"{f}: links[0].bandwidth_gbps: Input should be greater than 0 (-1)" in lines
+    r = run("solve", f, "--method", "greedy", "--out", tmp_path / "p.json")
+    assert r.returncode == 2 and not (tmp_path / "p.json").exists()
+
+
+def test_unknown_method_and_option(contract_scenario, tmp_path):
+    r = run("solve", contract_scenario, "--method", "nope", "--out", tmp_path / "p.json")
+    assert r.returncode == 2 and "unknown method" in r.stderr and "Traceback" not in r.stderr
+    r = run("solve", contract_scenario, "--method", "random", "-O", "colour=red",
+            "--out", tmp_path / "p.json")
+    assert r.returncode == 2 and "colour: unknown option for method random" in r.stderr
+
+
+def test_bad_plan_keeps_old_output_and_names_field(tmp_path, contract_scenario):
+    plan = tmp_path / "p.json"
+    plan.write_text(json.dumps({"requests": [{"id": "r1", "prefill": "wd", "decode": "wd"},
+                                             {"id": "r2", "prefill": "ep", "decode": "ed"},
+                                             {"id": "r3", "prefill": "ep", "decode": "ed"}]}))
+    r = run("evaluate", contract_scenario, plan)
+    assert r.returncode == 2 and "requests[0].prefill" in r.stderr and "cannot prefill" in r.stderr
+    plan.write_text("{not json")
+    r = run("evaluate", contract_scenario, plan)
+    assert r.returncode == 2 and "not valid JSON" in r.stderr
+
+
+def test_methods_lists_registry():
+    r = run("methods")
+    assert r.returncode == 0
+    names = [line.split()[0] for line in r.stdout.splitlines()]
+    assert {"greedy", "round_robin", "random"} <= set(names)
