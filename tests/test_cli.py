@@ -56,8 +56,10 @@ def test_bad_scenario_exit_2_one_line_no_traceback(tmp_path):
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert f"{f}: links[0].bandwidth_gbps: Input should be greater than 0 (-1)" in lines
-    r = run("solve", f, "--method", "greedy", "--out", tmp_path / "p.json")
-    assert r.returncode == 2 and not (tmp_path / "p.json").exists()
+    old = tmp_path / "p.json"
+    old.write_text('{"keep": true}')
+    r = run("solve", f, "--method", "greedy", "--out", old)
+    assert r.returncode == 2 and json.loads(old.read_text()) == {"keep": True}
 
 
 def test_unknown_method_and_option(contract_scenario, tmp_path):

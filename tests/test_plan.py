@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import SCENARIOS
+
+from planner import PlanError, Result, as_instance, load_scenario, solve
+from planner.plan import plan_from_dict, plan_to_dict, relative_gap, write_json_atomic
+
+
+def test_plan_json_round_trip(contract_scenario):
+    sc = load_scenario(contract_scenario)
+    inst = as_instance(sc)
+    res = solve(inst, "round_robin")
+    res.plan.prefill[1] = res.plan.decode[1] = -1  # one refused request
+    data = json.loads(json.dumps(plan_to_dict(inst, res)))
+    assert data["requests"][1] == {"id": "r2", "prefill": None, "decode": None}
+    back, meta = plan_from_dict(data, inst)
+    assert np.array_equal(back.prefill, res.plan.prefill)
+    assert np.array_equal(back.decode, res.plan.decode)
+    assert meta["method"] == "round_robin" and meta["status"] == "feasible"
+
+
+def test_plan_from_dict_names_unknown_things(contract_scenario):
+    inst = as_instance(load_scenario(contract_scenario))
+    with pytest.raises(PlanError, match=r"requests\[0\].id: no such request"):
+        plan_from_dict({"requests": [{"id": "zz", "prefill": "ep", "decode": "wd"}]}, inst)
+    with pytest.raises(PlanError, match=r"requests\[0\].decode: unknown cluster"):
+        plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "mars"}]}, inst)
+    with pytest.raises(PlanError, match="2 requests of the scenario have no entry"):
+        plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "wd"}]}, inst)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    f = tmp_path / "p.json"
+    write_json_atomic(f, {"a": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        write_json_atomic(f, {"a": Boom()})
+    assert json.loads(f.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]
+
+
+def test_relative_gap():
+    assert relative_gap(10.0, 8.0) == pytest.approx(0.2)
+    assert relative_gap(10.0, 10.0) == 0.0
+    assert relative_gap(8.0, 10.0, sense="max") == pytest.approx(0.25)
+    assert relative_gap(None, 1.0) is None
+
+
+def test_result_rejects_unknown_status():
+    with pytest.raises(ValueError):
+        Result("x", "Optimal", None)
+
+
+@pytest.mark.parametrize("name", ["quickstart", "two-region-azure", "multi-dc-mooncake", "large-synthetic"])
+def test_example_scenarios_validate_and_run(name):
+    sc = load_scenario(SCENARIOS / f"{name}.yaml")
+    res = solve(sc, "round_robin")
+    assert res.status == "feasible" and res.plan is not None
+    assert res.objective > 0
