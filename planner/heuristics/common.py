@@ -1,10 +1,30 @@
-"""Helpers shared by the live policies: candidate clusters and per-cluster service times."""
+"""Helpers shared by the live policies: the online load state every policy updates as it places
+requests, the choice set of (prefill, decode) pairs, per-request increments, prefix holders and
+an in-flight (queue) tracker.
+
+The state mirrors :func:`planner.metrics.evaluate_arrays` exactly (same formulas from
+:mod:`planner.metrics`, same prefix-caching rule: a block is paid once per cluster, by its first
+holder), so a policy's own account of the loads equals the evaluator's when requests are placed
+in index order (the tests check it).
+"""
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
 from planner.instance import Instance
+from planner.metrics import (
+    compute_capacity,
+    decode_residency_seconds,
+    decode_work_seconds,
+    kv_memory_time,
+    memory_capacity,
+    prefill_seconds,
+)
+
+INF = float("inf")
 
 
 def prefill_clusters(inst: Instance) -> np.ndarray:
@@ -18,3 +38,227 @@ def decode_clusters(inst: Instance) -> np.ndarray:
 def arrival_order(inst: Instance) -> np.ndarray:
     """Requests in arrival order (ties by position): what an online policy sees."""
     return np.argsort(inst.arrival_s, kind="stable")
+
+
+def transfer_bytes(inst: Instance, prompt: np.ndarray | float) -> np.ndarray:
+    """KV bytes a prefill of ``prompt`` tokens ships to its decode cluster (as Instance.kv_bytes)."""
+    return np.asarray(prompt, np.float64) * inst.kv_bytes_per_token
+
+
+def choice_pairs(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """The (prefill, decode) choices of the live policies, p-major: every valid pair except
+    splitting one request over two *different* mixed clusters (a mixed cluster serves a whole
+    request, or one phase next to a prefill-only / decode-only cluster)."""
+    valid = inst.valid_pairs.copy()
+    mixed = inst.can_prefill & inst.can_decode
+    both = mixed[:, None] & mixed[None, :]
+    np.fill_diagonal(both, False)
+    valid &= ~both
+    p, d = np.nonzero(valid)
+    return p.astype(np.int64), d.astype(np.int64)
+
+
+def parse_floats(text: str) -> np.ndarray | None:
+    """"1,2,3" -> array; "" -> None (options from the CLI arrive as strings)."""
+    text = str(text).strip()
+    if not text:
+        return None
+    return np.array([float(x) for x in text.replace(";", ",").split(",") if x.strip()])
+
+
+class Increments:
+    """Per-request, per-cluster load increments in seconds of load (vectorized over a chunk)."""
+
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        c = inst.n_clusters
+        self.cl = np.arange(c)
+        self.cap = compute_capacity(inst)
+        self.memcap = memory_capacity(inst)
+        self.pre_rate = prefill_seconds(inst, np.ones(c), self.cl) / self.cap  # per token
+
+    def rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(prefill, decode, memory) load added on each cluster by requests ``idx``, shape
+        (len(idx), C); prefill counts every prompt token (no cache)."""
+        inst, cl = self.inst, self.cl[None, :]
+        p = inst.prompt_tokens[idx].astype(np.float64)[:, None]
+        o = inst.output_tokens[idx].astype(np.float64)[:, None]
+        pre = prefill_seconds(inst, p, cl) / self.cap
+        dec = decode_work_seconds(inst, o, cl) / self.cap
+        mem = kv_memory_time(inst, p, o, cl) / self.memcap
+        return pre, dec, mem
+
+
+class Prefixes:
+    """Which cluster holds which prefix block (the evaluator's caching rule, incrementally)."""
+
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        self.on = bool(inst.prefix_caching and inst.prefix_blocks.size)
+        self.ptr = inst.prefix_ptr.tolist()
+        self.blocks = inst.prefix_blocks.tolist()
+        self.btok = inst.prefix_block_tokens.tolist()
+        self.holders: dict[int, int] = {}  # block -> bitmask of clusters holding it
+        # tokens of a block repeated inside its own request (saved wherever it is prefilled)
+        self.dup = np.zeros(inst.n_requests)
+        if self.on:
+            own = inst.prefix_owner
+            key = own * (int(inst.prefix_blocks.max()) + 1) + inst.prefix_blocks
+            _, first = np.unique(key, return_index=True)
+            rep = np.ones(key.size, bool)
+            rep[first] = False
+            if rep.any():
+                self.dup = np.bincount(own[rep], weights=inst.prefix_block_tokens[rep],
+                                       minlength=inst.n_requests).astype(np.float64)
+        self.dup_l = self.dup.tolist()
+
+    def chain(self, r: int) -> tuple[list[int], list[int]]:
+        a, b = self.ptr[r], self.ptr[r + 1]
+        return self.blocks[a:b], self.btok[a:b]
+
+    def saved(self, r: int, c: int) -> float:
+        """Prompt tokens request r would not prefill on cluster c (cached blocks)."""
+        if not self.on:
+            return 0.0
+        bit = 1 << c
+        a, b = self.ptr[r], self.ptr[r + 1]
+        h = self.holders
+        s = self.dup_l[r]
+        for k in range(a, b):
+            if h.get(self.blocks[k], 0) & bit:
+                s += self.btok[k]
+        return s
+
+    def saved_all(self, r: int, n: int) -> np.ndarray | None:
+        """Saved tokens on every cluster (None when nothing is cached for r)."""
+        if not self.on:
+            return None
+        a, b = self.ptr[r], self.ptr[r + 1]
+        out = None
+        for k in range(a, b):
+            m = self.holders.get(self.blocks[k], 0)
+            if m:
+                if out is None:
+                    out = np.zeros(n)
+                bits = np.array([(m >> c) & 1 for c in range(n)], np.float64)
+                out += bits * self.btok[k]
+        if self.dup_l[r]:
+            out = (np.zeros(n) if out is None else out) + self.dup_l[r]
+        return out
+
+    def match(self, r: int, mask: int) -> tuple[int, float]:
+        """Longest prefix match: (bitmask of the clusters in ``mask`` holding the longest
+        leading run of r's blocks, tokens of that run). (mask, 0) when nothing matches."""
+        a, b = self.ptr[r], self.ptr[r + 1]
+        h = self.holders
+        depth = 0.0
+        for k in range(a, b):
+            m2 = mask & h.get(self.blocks[k], 0)
+            if not m2:
+                break
+            mask = m2
+            depth += self.btok[k]
+        return mask, depth
+
+    def add(self, r: int, c: int) -> None:
+        if not self.on:
+            return
+        bit = 1 << c
+        h = self.holders
+        for k in range(self.ptr[r], self.ptr[r + 1]):
+            blk = self.blocks[k]
+            h[blk] = h.get(blk, 0) | bit
+
+
+class LoadState:
+    """Loads in seconds (compute, KV memory per cluster; links), updated request by request,
+    and the finish time each choice would reach with one more request."""
+
+    def __init__(self, inst: Instance, pairs: tuple[np.ndarray, np.ndarray] | None = None):
+        self.inst = inst
+        c = inst.n_clusters
+        self.inc = Increments(inst)
+        self.pre_rate = self.inc.pre_rate
+        self.comp = np.zeros(c)
+        self.mem = np.zeros(c)
+        self.link = np.zeros(inst.n_links)
+        self.inv_bw = 1.0 / inst.bandwidth_Bps if inst.n_links else np.zeros(0)
+        self.prefixes = Prefixes(inst)
+        self.p, self.d = choice_pairs(inst) if pairs is None else pairs
+        self.same = self.p == self.d
+        # distinct routes among the choices (a route = a set of links)
+        inc = inst.pair_links[self.p * c + self.d] if inst.n_links else np.zeros((len(self.p), 0))
+        routes, self.route_of = np.unique(inc.astype(bool), axis=0, return_inverse=True)
+        self.route_of = self.route_of.ravel()
+        self.routes = routes
+        self.route_links = [np.flatnonzero(row) for row in routes]
+        self.has_links = bool(inc.any())
+        self.prefill_only = np.unique(self.p)
+
+    def makespan(self) -> float:
+        return float(max(self.comp.max(initial=0.0), self.mem.max(initial=0.0),
+                         self.link.max(initial=0.0)))
+
+    def route_finish(self, kv: float) -> np.ndarray:
+        """Per distinct route: the largest link load on it after carrying ``kv`` bytes."""
+        after = self.link + kv * self.inv_bw
+        return np.array([after[ls].max() if ls.size else 0.0 for ls in self.route_links])
+
+    def finish(self, r: int, pre: np.ndarray, dec: np.ndarray, mem: np.ndarray,
+               sel: np.ndarray | None = None) -> np.ndarray:
+        """Finish time of every choice (or of choices ``sel``) for request r, whose per-cluster
+        increments (no cache) are ``pre``, ``dec``, ``mem``."""
+        p, d, same = self.p, self.d, self.same
+        route = self.route_of
+        if sel is not None:
+            p, d, same, route = p[sel], d[sel], same[sel], route[sel]
+        saved = self.prefixes.saved_all(r, self.inst.n_clusters)
+        if saved is not None:
+            pre = pre - saved * self.pre_rate
+        comp = self.comp
+        if self.inst.output_tokens[r] <= 0:
+            return comp[p] + pre[p]
+        fp = comp[p] + pre[p]
+        fd = np.maximum(comp[d] + dec[d], self.mem[d] + mem[d])
+        f = np.maximum(np.where(same, fp + dec[d], fp), fd)
+        if self.has_links:
+            f = np.maximum(f, self.route_finish(float(self.inst.kv_bytes[r]))[route])
+        return f
+
+    def assign(self, r: int, p: int, d: int, pre_p: float, dec_d: float, mem_d: float) -> None:
+        """Place request r on (p, d); ``pre_p`` is its uncached prefill increment on p."""
+        self.comp[p] += pre_p - self.prefixes.saved(r, p) * self.pre_rate[p]
+        self.prefixes.add(r, p)
+        if self.inst.output_tokens[r] > 0 and d >= 0:
+            self.comp[d] += dec_d
+            self.mem[d] += mem_d
+            if self.has_links and self.inst.cluster_dc[p] != self.inst.cluster_dc[d]:
+                row = self.inst.pair_links[p * self.inst.n_clusters + d]
+                self.link += row * (float(self.inst.kv_bytes[r]) * self.inv_bw)
+
+
+class InFlight:
+    """Requests in flight per cluster, from a virtual FIFO clock: cluster c works off its load
+    at one second of load per second, so a request placed at time t finishes at
+    max(t, busy_until[c]) + its load. Used for queue lengths (SGLang, llm-d) and active KV."""
+
+    def __init__(self, n: int):
+        self.busy = [0.0] * n
+        self.heaps: list[list[tuple[float, float]]] = [[] for _ in range(n)]
+        self.kv = [0.0] * n  # KV bytes held by in-flight requests
+
+    def count(self, c: int, now: float) -> int:
+        h = self.heaps[c]
+        while h and h[0][0] <= now:
+            self.kv[c] -= heapq.heappop(h)[1]
+        return len(h)
+
+    def add(self, c: int, now: float, load: float, kv: float = 0.0) -> None:
+        t = max(now, self.busy[c]) + load
+        self.busy[c] = t
+        heapq.heappush(self.heaps[c], (t, kv))
+        self.kv[c] += kv
+
+
+def residency(inst: Instance, output: np.ndarray, cluster: np.ndarray) -> np.ndarray:
+    return decode_residency_seconds(inst, output, cluster)
