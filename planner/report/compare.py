@@ -1,0 +1,360 @@
+"""``planner compare``: run several methods on one scenario, score every plan with the evaluator
+(and the replay when it exists), and write a report (HTML) with its numbers (CSV, JSON).
+
+The HTML is a pure function of the JSON (:func:`planner.report.render.render_compare`), and the
+CSV is the methods x metrics table of the same JSON (:func:`table_rows`): re-rendering a report
+from ``NAME.json`` gives the same page. Each method's plan is written beside them
+(``NAME.plans/METHOD.plan.json``) so that ``planner evaluate`` can check any figure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from planner.api import as_instance, solve
+from planner.instance import Instance
+from planner.metrics import evaluate_arrays
+from planner.plan import Result, plan_to_dict, relative_gap
+from planner.registry import MethodSpec, get_method, methods
+from planner.report import replay as replay_hook
+from planner.report.io import jsonable, write_json_atomic, write_text_atomic
+from planner.scenario.errors import InputError, OptionError, Problem
+from planner.scenario.load import load_scenario
+from planner.scenario.model import Scenario
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "planner.compare/1"
+# the exact method a default comparison runs: the first of these that is registered
+EXACT_PREFERENCE = ("cpsat", "milp_ortools", "milp", "aggregated")
+DEFAULT_TIME_LIMIT = 30.0
+
+# Event callback: (event, method, payload). Events: "start" {kind, index, total, time_limit},
+# "done" {row of the methods table}. The CLI turns these into progress bars.
+Progress = Callable[[str, str, dict[str, Any]], None]
+
+# The columns of the methods x metrics table: (key, header with unit, best = min | max | None)
+COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("makespan_s", "makespan (s)", "min"),
+    ("gap_to_best_bound", "gap to best bound (%)", "min"),
+    ("cost_usd", "cost ($)", "min"),
+    ("served", "served (requests)", "max"),
+    ("refused", "refused (requests)", "min"),
+    ("peak_link_utilization", "peak link utilisation (%)", "min"),
+    ("kv_memory_time_GBs", "KV memory-time (GB·s)", None),
+    ("peak_kv_memory_utilization", "peak KV memory-time use (%)", "min"),
+    ("solve_wall_s", "solve time (s)", "min"),
+)
+CSV_FIELDS = (
+    "method", "kind", "status", "objective_name", "objective", "bound", "gap", "best_bound",
+    "gap_to_best_bound", "makespan_s", "bottleneck", "cost_usd", "rent_usd", "egress_usd",
+    "served", "refused", "peak_link_utilization", "kv_memory_time_GBs",
+    "peak_kv_memory_utilization", "prefix_tokens_reused", "solve_wall_s", "termination",
+)
+PERCENT = {"gap_to_best_bound", "peak_link_utilization", "peak_kv_memory_utilization"}
+
+
+def default_methods() -> list[str]:
+    """Every registered heuristic plus the best exact method (cpsat when registered)."""
+    specs = methods()
+    names = [s.name for s in specs if s.kind == "heuristic"]
+    exact = [s.name for s in specs if s.kind == "exact"]
+    for pref in EXACT_PREFERENCE:
+        if pref in exact:
+            return names + [pref]
+    return names + exact[:1]
+
+
+def resolve_methods(names: Sequence[str] | None) -> list[MethodSpec]:
+    """Registry specs for ``names`` (default: :func:`default_methods`); unknown names are one
+    OptionError listing them all. Heuristics run first, then exact methods, each in given order."""
+    chosen = list(dict.fromkeys(names)) if names else default_methods()
+    if not chosen:
+        raise OptionError("--methods", [Problem("--methods", "no method given", "")])
+    specs: list[MethodSpec] = []
+    problems: list[Problem] = []
+    for n in chosen:
+        try:
+            specs.append(get_method(n))
+        except OptionError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise OptionError("--methods", [Problem("--methods", p.message, p.given) for p in problems])
+    return [s for s in specs if s.kind != "exact"] + [s for s in specs if s.kind == "exact"]
+
+
+# ---------------------------------------------------------------- the scenario in brief
+
+
+def _histogram(values: np.ndarray, bins: int = 40, log_scale: bool = False) -> dict[str, Any]:
+    v = np.asarray(values, np.float64)
+    if v.size == 0:
+        return {"edges": [], "counts": [], "log": log_scale}
+    lo, hi = float(v.min()), float(v.max())
+    if log_scale and lo > 0 and hi / lo > 20:
+        edges = np.geomspace(lo, hi * (1 + 1e-9), bins + 1)
+    else:
+        log_scale = False
+        edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    counts, edges = np.histogram(v, bins=edges)
+    return {"edges": edges.tolist(), "counts": counts.tolist(), "log": log_scale}
+
+
+def _stats(v: np.ndarray) -> dict[str, float | None]:
+    if v.size == 0:
+        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None}
+    q = np.percentile(v, [50, 90, 99])
+    return {"mean": float(v.mean()), "p50": float(q[0]), "p90": float(q[1]), "p99": float(q[2]),
+            "max": float(v.max())}
+
+
+def scenario_brief(sc: Scenario, inst: Instance) -> dict[str, Any]:
+    wl = sc.workload
+    return {
+        "name": sc.name,
+        "description": sc.description,
+        "file": str(sc.path) if sc.path else None,
+        "objective": sc.objective,
+        "horizon_s": sc.horizon_s,
+        "prefix_caching": sc.prefix_caching,
+        "model": {"name": sc.model.name, "kv_bytes_per_token": sc.model.kv_bytes_per_token},
+        "datacenters": list(sc.datacenters),
+        "clusters": [
+            {"name": c.name, "datacenter": c.datacenter, "role": c.role, "replicas": c.replicas,
+             "accelerator": c.accelerator, "prefill_tokens_per_s": c.prefill_tokens_per_s,
+             "decode_tokens_per_s": c.decode_tokens_per_s, "kv_capacity_gb": c.kv_capacity_gb,
+             "max_batch_size": c.max_batch_size, "cost_per_hour": c.cost_per_hour}
+            for c in sc.clusters
+        ],
+        "links": [
+            {"name": lk.name, "a": lk.a, "b": lk.b, "bandwidth_gbps": lk.bandwidth_gbps,
+             "latency_ms": lk.latency_ms, "cost_per_gb": lk.cost_per_gb}
+            for lk in sc.links
+        ],
+        "workload": {
+            "source": wl.source,
+            "requests": len(wl),
+            "duration_s": float(wl.arrival_s.max() - wl.arrival_s.min()) if len(wl) else 0.0,
+            "prompt_tokens": {**_stats(inst.prompt_tokens.astype(float)),
+                              "hist": _histogram(inst.prompt_tokens, log_scale=True)},
+            "output_tokens": {**_stats(inst.output_tokens.astype(float)),
+                              "hist": _histogram(inst.output_tokens, log_scale=True)},
+            "arrival_s": {"hist": _histogram(inst.arrival_s, bins=60)},
+            "prefix_share": float((inst.prefix_tokens > 0).mean()) if len(wl) else 0.0,
+        },
+    }
+
+
+# ---------------------------------------------------------------- running the methods
+
+
+@dataclass
+class MethodOutcome:
+    """What the report keeps of one method's run (JSON-able through :meth:`to_dict`)."""
+
+    method: str
+    kind: str
+    status: str
+    termination: str = ""
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    wall_s: float = 0.0
+    metrics: dict[str, Any] | None = None
+    history: list[list[float | None]] = field(default_factory=list)
+    heatmap: dict[str, Any] | None = None
+    replay: dict[str, Any] | None = None
+    plan_file: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(self.__dict__)
+
+
+def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
+    out = MethodOutcome(spec.name, spec.kind, res.status, res.termination or "", res.objective,
+                        res.bound, res.gap, float(res.wall_s), options=jsonable(res.options))
+    out.history = [list(h) for h in (res.history or [])]
+    hm = (res.info or {}).get("heatmap")
+    if hm is not None:
+        try:
+            out.heatmap = jsonable(hm.to_dict() if hasattr(hm, "to_dict") else hm)
+        except Exception as exc:  # a bad heatmap must not lose the method's row
+            log.warning("heatmap of %s could not be converted: %s", spec.name, exc)
+    if res.plan is not None:
+        out.metrics = jsonable(evaluate_arrays(inst, res.plan).to_dict())
+    return out
+
+
+def run_methods(
+    scenario: Scenario | str | Path,
+    method_names: Sequence[str] | None = None,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
+    options: dict[str, dict[str, Any]] | None = None,
+    progress: Progress | None = None,
+    plans_dir: Path | None = None,
+    replay: bool = True,
+) -> dict[str, Any]:
+    """Run the methods and return the report's data (the JSON). A method that raises, times out
+    or finds no plan becomes a row with its status and reason; the others still run."""
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    inst = as_instance(sc)
+    specs = resolve_methods(method_names)
+    outcomes: list[MethodOutcome] = []
+    t_all = time.perf_counter()
+    for k, spec in enumerate(specs):
+        if progress:
+            progress("start", spec.name, {"kind": spec.kind, "index": k, "total": len(specs),
+                                          "time_limit": time_limit})
+        t0 = time.perf_counter()
+        try:
+            res = solve(inst, spec.name, time_limit=time_limit, **(options or {}).get(spec.name, {}))
+            out = _outcome(spec, res, inst)
+        except InputError as exc:  # e.g. a bad option: the method is shown as failed
+            out = MethodOutcome(spec.name, spec.kind, "error", str(exc),
+                                wall_s=time.perf_counter() - t0)
+        except Exception as exc:  # noqa: BLE001 - the report must still be written
+            log.exception("method %s failed", spec.name)
+            out = MethodOutcome(spec.name, spec.kind, "error", f"{type(exc).__name__}: {exc}",
+                                wall_s=time.perf_counter() - t0)
+        else:
+            if res.plan is not None and plans_dir is not None:
+                path = plans_dir / f"{spec.name}.plan.json"
+                write_json_atomic(path, plan_to_dict(inst, res))
+                out.plan_file = f"{plans_dir.name}/{path.name}"
+            if res.plan is not None and replay:
+                out.replay = replay_hook.replay_summary(sc, inst, res.plan, spec.name)
+        log.info("%s: %s in %.3f s %s", spec.name, out.status, out.wall_s, out.termination)
+        outcomes.append(out)
+        if progress:
+            progress("done", spec.name, {"status": out.status, "termination": out.termination,
+                                         "wall_s": out.wall_s, "makespan_s":
+                                         (out.metrics or {}).get("makespan_s")})
+    data = {
+        "schema": SCHEMA,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "time_limit_s": time_limit,
+        "total_wall_s": time.perf_counter() - t_all,
+        "scenario": scenario_brief(sc, inst),
+        "methods": [o.to_dict() for o in outcomes],
+        "replay_available": replay_hook.available(),
+    }
+    data["best_bound"] = best_bound(data)
+    data["table"] = table_rows(data)
+    return jsonable(data)
+
+
+# ---------------------------------------------------------------- the methods x metrics table
+
+
+def best_bound(data: dict[str, Any]) -> float | None:
+    """The tightest proven bound on the objective over all methods (max for minimisation)."""
+    bounds = [m["bound"] for m in data["methods"]
+              if m.get("bound") is not None and math.isfinite(m["bound"])]
+    if not bounds:
+        return None
+    return min(bounds) if data["scenario"]["objective"] == "served" else max(bounds)
+
+
+def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method with the CSV_FIELDS (SI units, fractions not percent)."""
+    bb = data.get("best_bound")
+    sense = "max" if data["scenario"]["objective"] == "served" else "min"
+    rows = []
+    for m in data["methods"]:
+        met = m.get("metrics") or {}
+        row: dict[str, Any] = {k: None for k in CSV_FIELDS}
+        row.update(method=m["method"], kind=m["kind"], status=m["status"],
+                   objective_name=data["scenario"]["objective"], bound=m.get("bound"),
+                   gap=m.get("gap"), best_bound=bb, solve_wall_s=m.get("wall_s"),
+                   termination=m.get("termination", ""))
+        if met:
+            links = met.get("links", {}).values()
+            clusters = met.get("clusters", {}).values()
+            row.update(
+                objective=met["objective"], makespan_s=met["makespan_s"],
+                bottleneck=met["bottleneck"], cost_usd=met["cost"], rent_usd=met["rent"],
+                egress_usd=met["egress_cost"], served=met["served"], refused=met["refused"],
+                peak_link_utilization=max((lk["utilization"] for lk in links), default=0.0),
+                kv_memory_time_GBs=sum(c["memory_time_Bs"] for c in clusters) / 1e9,
+                peak_kv_memory_utilization=max((c["memory_utilization"] for c in clusters),
+                                               default=0.0),
+                prefix_tokens_reused=met["prefix_tokens_reused"],
+                gap_to_best_bound=relative_gap(met["objective"], bb, sense),
+            )
+        rows.append(row)
+    return rows
+
+
+def best_in_columns(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Per column, the methods holding its best value (ties all marked)."""
+    out: dict[str, set[str]] = {}
+    for key, _, sense in COLUMNS:
+        vals = [(r["method"], r[key]) for r in rows if r.get(key) is not None]
+        if not sense or not vals:
+            continue
+        target = (min if sense == "min" else max)(v for _, v in vals)
+        tol = 1e-9 * max(1.0, abs(target))
+        out[key] = {m for m, v in vals if abs(v - target) <= tol}
+    return out
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else (repr(r[k]) if isinstance(r[k], float)
+                                                        else r[k])) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- writing
+
+
+def output_paths(out_html: str | Path) -> dict[str, Path]:
+    html = Path(out_html)
+    stem = html.with_suffix("")
+    return {"html": html, "csv": stem.with_suffix(".csv"), "json": stem.with_suffix(".json"),
+            "plans": Path(f"{stem}.plans")}
+
+
+def write_report(data: dict[str, Any], out_html: str | Path) -> dict[str, Path]:
+    """Write JSON, CSV and HTML (each atomically; the HTML last, rendered from the JSON)."""
+    from planner.report.render import render_compare
+
+    paths = output_paths(out_html)
+    data["files"] = {"html": paths["html"].name, "csv": paths["csv"].name,
+                     "json": paths["json"].name}
+    write_json_atomic(paths["json"], data)
+    write_text_atomic(paths["csv"], to_csv(data["table"]))
+    write_text_atomic(paths["html"], render_compare(data))
+    return paths
+
+
+def compare(
+    scenario: str | Path,
+    method_names: Sequence[str] | None = None,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Load, run, write. Returns the data and the paths written."""
+    sc = load_scenario(scenario)
+    out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
+    paths = output_paths(out)
+    data = run_methods(sc, method_names, time_limit, options=options, progress=progress,
+                       plans_dir=paths["plans"])
+    return data, write_report(data, out)
