@@ -1,0 +1,151 @@
+"""DeepServe's ``dist_sched`` cascade: the heatmap's top candidates for the request's shape, then
+- if their loads are balanced, the candidate whose prefill cluster holds the longest prefix
+  match (ties by load, then heatmap rank) - the ``locality_aware`` branch;
+- else the least-loaded candidate (ties by heatmap rank) - the ``load_aware`` branch, which the
+  paper's listing leaves commented out (``select_tes_least_load``) and which is taken here.
+
+The balance test is SGLang's router rule: loads are imbalanced when ``max - min >
+balance_abs`` and ``max > balance_rel * min`` (SGLang defaults 32 and 1.0001). A load is the
+number of requests in flight on the candidate's clusters (prefill, plus decode when apart), from
+a virtual FIFO clock per cluster fed by the arrival times (``load="requests"``, SGLang's unit),
+or the seconds of work assigned so far (``load="seconds"``).
+
+Online (arrival order, own decisions); the heatmap is built offline.
+Sources: J. Hu et al., "DeepServe", arXiv:2501.14417 (Algorithm ``dist_sched``); SGLang router
+(sgl-project/sglang, cache-aware policy, ``--balance-abs-threshold 32 --balance-rel-threshold
+1.0001``).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from planner.heuristics.common import Prefixes, arrival_order
+from planner.heuristics.greedy import make_result
+from planner.heuristics.heatmap import build_heatmap
+from planner.instance import Instance
+from planner.metrics import compute_capacity, decode_work_seconds, prefill_seconds
+from planner.plan import Plan, Result
+from planner.registry import register
+
+LOCALITY, LEAST_LOAD = 0, 1
+
+
+@register("dist_sched", "DeepServe cascade: heatmap candidates, then longest prefix match if "
+          "loads are balanced (SGLang rule, abs 32 / rel 1.0001), else least-loaded",
+          options={"candidates": 4, "balance_abs": 32.0, "balance_rel": 1.0001,
+                   "load": "requests", "prefill_buckets": 8, "decode_buckets": 8,
+                   "cost": "latency"})
+def dist_sched(inst: Instance, candidates: int = 4, balance_abs: float = 32.0,
+               balance_rel: float = 1.0001, load: str = "requests", prefill_buckets: int = 8,
+               decode_buckets: int = 8, cost: str = "latency") -> Result:
+    """DeepServe dist_sched (arXiv:2501.14417) with SGLang's balance rule. Online; heatmap
+    offline. ``info["branch"]`` holds per request 0 (locality) or 1 (least load)."""
+    if load not in ("requests", "seconds"):
+        raise ValueError(f"load must be 'requests' or 'seconds' (given {load!r})")
+    n, c = inst.n_requests, inst.n_clusters
+    hm = build_heatmap(inst, prefill_buckets, decode_buckets, cost=cost, candidates=candidates)
+    order = arrival_order(inst)
+    ci, cj = hm.cells(inst.prompt_tokens[order], inst.output_tokens[order])
+    cell = (ci * hm.shape[1] + cj).tolist()
+    k = hm.cand_prefill.shape[2]
+    cands: list[list[tuple[int, int, int]]] = []  # per cell: (prefill, decode, prefill bit)
+    for row_p, row_d in zip(hm.cand_prefill.reshape(-1, k).tolist(),
+                            hm.cand_decode.reshape(-1, k).tolist(), strict=True):
+        cands.append([(p, d, 1 << p) for p, d in zip(row_p, row_d, strict=True) if p >= 0])
+    cl = np.arange(c)
+    cap = compute_capacity(inst)
+    pre_rate = (prefill_seconds(inst, np.ones(c), cl) / cap).tolist()
+    dec_rate = (decode_work_seconds(inst, np.ones(c), cl) / cap).tolist()
+    prompt = inst.prompt_tokens[order].tolist()
+    output = inst.output_tokens[order].tolist()
+    arrival = inst.arrival_s[order].tolist()
+    pf = Prefixes(inst)
+    use_prefix = pf.on or inst.prefix_blocks.size > 0
+    count_requests = load == "requests"
+    busy = [0.0] * c
+    heaps: list[list[float]] = [[] for _ in range(c)]
+    work = [0.0] * c
+    pick_p = [0] * n
+    pick_d = [0] * n
+    branch = bytearray(n)
+    hpop, hpush = heapq.heappop, heapq.heappush
+    holders = pf.holders
+    for i, r in enumerate(order.tolist()):
+        now = arrival[i]
+        cs = cands[cell[i]]
+        loads = []
+        for p, d, _ in cs:
+            if count_requests:
+                h = heaps[p]
+                while h and h[0] <= now:
+                    hpop(h)
+                x = len(h)
+                if d != p:
+                    h = heaps[d]
+                    while h and h[0] <= now:
+                        hpop(h)
+                    x += len(h)
+            else:
+                x = work[p] + (work[d] if d != p else 0.0)
+            loads.append(x)
+        hi, lo = max(loads), min(loads)
+        if hi - lo > balance_abs and hi > balance_rel * lo:
+            best = loads.index(lo)
+            branch[i] = LEAST_LOAD
+        else:
+            best = 0
+            if use_prefix:
+                a, b = pf.ptr[r], pf.ptr[r + 1]
+                if a < b:
+                    mask = 0
+                    for _, _, bit in cs:
+                        mask |= bit
+                    for q in range(a, b):  # longest leading run held by some candidate
+                        m2 = mask & holders.get(pf.blocks[q], 0)
+                        if not m2:
+                            break
+                        mask = m2
+                    best = min((loads[t], t) for t in range(len(cs)) if cs[t][2] & mask)[1]
+                else:
+                    best = loads.index(lo)
+            else:
+                best = loads.index(lo)
+        p, d, _ = cs[best]
+        wp = prompt[i] * pre_rate[p]
+        wd = output[i] * dec_rate[d]
+        if count_requests:
+            if d == p:
+                t = max(now, busy[p]) + wp + wd
+                busy[p] = t
+                hpush(heaps[p], t)
+            else:
+                t = max(now, busy[p]) + wp
+                busy[p] = t
+                hpush(heaps[p], t)
+                t = max(t, busy[d]) + wd
+                busy[d] = t
+                hpush(heaps[d], t)
+        else:
+            work[p] += wp
+            work[d] += wd
+        if use_prefix:
+            bit = 1 << p
+            for q in range(pf.ptr[r], pf.ptr[r + 1]):
+                blk = pf.blocks[q]
+                holders[blk] = holders.get(blk, 0) | bit
+        pick_p[i] = p
+        pick_d[i] = d
+    pre = np.empty(n, np.int64)
+    dec = np.empty(n, np.int64)
+    br = np.empty(n, np.int8)
+    pre[order] = pick_p
+    dec[order] = pick_d
+    br[order] = np.frombuffer(bytes(branch), np.int8)
+    dec = np.where(inst.output_tokens > 0, dec, -1)
+    return make_result("dist_sched", Plan(pre, dec), {
+        "heatmap": hm, "branch": br,
+        "branches": {"locality": int((br == LOCALITY).sum()),
+                     "least_load": int((br == LEAST_LOAD).sum())}})

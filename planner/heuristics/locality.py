@@ -1,0 +1,55 @@
+"""Longest prefix match routing: each request goes to the prefill cluster holding the longest
+leading run of its prefix blocks (a group id is one block, a Mooncake chain one block per 512
+tokens); ties - including "no cluster holds anything" - go by load (earliest finish of the
+choices on the tied clusters, as greedy). Online.
+
+Source: the cache-aware routing of SGLang's router (longest prefix match on an approximate radix
+tree) and Preble / DLPM ("Locality-aware Fair Scheduling in LLM Serving", arXiv:2501.14312).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planner.heuristics.common import Increments, LoadState, arrival_order
+from planner.heuristics.greedy import CHUNK, make_result
+from planner.instance import Instance
+from planner.plan import Plan, Result
+from planner.registry import register
+
+
+@register("locality", "longest prefix match first (group id or block-hash chain), ties by load")
+def locality(inst: Instance) -> Result:
+    """Longest prefix match, ties by earliest finish. Online (arrival order, own decisions)."""
+    n, c = inst.n_requests, inst.n_clusters
+    state = LoadState(inst)
+    pf = state.prefixes
+    pre = np.full(n, -1, np.int64)
+    dec = np.full(n, -1, np.int64)
+    out = inst.output_tokens
+    all_mask = sum(1 << int(k) for k in np.flatnonzero(inst.can_prefill))
+    choice_p = state.p
+    inc = Increments(inst)
+    matched = 0
+    order = arrival_order(inst)
+    for s in range(0, n, CHUNK):
+        idx = order[s:s + CHUNK]
+        pm, dm, mm = inc.rows(idx)
+        for j, r in enumerate(idx.tolist()):
+            mask, depth = pf.match(r, all_mask) if pf.on else (all_mask, 0.0)
+            if mask == all_mask:
+                sel = None
+            else:
+                matched += 1
+                held = [k for k in range(c) if (mask >> k) & 1]
+                sel = np.flatnonzero(np.isin(choice_p, held))
+            f = state.finish(r, pm[j], dm[j], mm[j], sel)
+            k = int(np.argmin(f))
+            if sel is not None:
+                k = int(sel[k])
+            p, d = int(state.p[k]), int(state.d[k])
+            state.assign(r, p, d, pm[j, p], dm[j, d], mm[j, d])
+            pre[r] = p
+            dec[r] = d if out[r] > 0 else -1
+    return make_result("locality", Plan(pre, dec),
+                       {"model_makespan_s": state.makespan(), "prefix_matched": matched})
