@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (HTML lines)
 """The report templates (jinja2, autoescaped). Kept in a module rather than data files so that
 every install carries them."""
 
