@@ -1,0 +1,1 @@
+"""Translations of the neutral model (:class:`RowBuffer`) to each solver; imported lazily."""

@@ -1,0 +1,186 @@
+"""CP-SAT translation. CP-SAT needs integers: the load rows (seconds) and the cost objective
+(money) are scaled by the rule ``decimal-exact-or-ceil``:
+
+1. try the quanta q = 10^k (k from 3 down to -9): if every coefficient is an integer multiple of
+   some q (within 1e-9 relative) and the row ranges still fit in 2^40 quanta, use the largest such
+   q: the integer model is then exactly the float model (no precision is lost);
+2. otherwise q = upper bound / ``resolution`` and every coefficient is rounded UP to whole quanta
+   (a warning is logged): a plan feasible in integers is feasible in floats, the integer makespan
+   over-estimates the plan's true one, and a bound B (in quanta) of the integer model gives the
+   valid float bound ``q (B - slack)``, slack being the largest total rounding of any row.
+
+The plan is always re-scored by the evaluator in floats.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+
+from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome
+from planner.exact._model import Objective
+
+log = logging.getLogger(__name__)
+
+
+def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float, bool]:
+    """``(q, exact)`` by the decimal-exact-or-ceil rule."""
+    c = np.abs(coefs[coefs != 0])
+    if c.size == 0:
+        return 1.0, True
+    top = max(ub, float(c.max()))
+    for k in range(3, -10, -1):
+        q = 10.0 ** k
+        if top / q > 2.0 ** 40:
+            break
+        r = c / q
+        if np.all(np.abs(r - np.rint(r)) <= 1e-9 * np.maximum(1.0, r)) and np.all(np.rint(r) >= 1):
+            return q, True
+    return top / float(resolution), False
+
+
+def _to_int(coef: np.ndarray, q: float, exact: bool) -> np.ndarray:
+    r = coef / q
+    if exact:
+        return np.rint(r).astype(np.int64)
+    return np.ceil(r - 1e-12 * np.maximum(1.0, np.abs(r))).astype(np.int64)
+
+
+def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
+                t_ub: float, time_limit: float, num_workers: int, seed: int, rel_gap: float,
+                resolution: int) -> SolveOutcome:
+    from ortools.sat.python import cp_model
+
+    clock = Clock()
+    info: dict[str, Any] = {}
+    load_rows = [r for r in buf.rows if r.kind == "load"]
+    coefs = np.concatenate([r.coef[r.idx != T] for r in load_rows]) if load_rows else np.zeros(0)
+    q, exact = choose_quantum(coefs, t_ub, resolution)
+    info["time_quantum_s"] = q
+    info["time_exact"] = exact
+    ub = np.array([v.ub for v in buf.vars])
+    slack = 0.0
+    int_rows = []
+    for r in buf.rows:
+        if r.kind == "load":
+            mask = r.idx != T
+            ic = np.empty(r.idx.size, np.int64)
+            ic[mask] = _to_int(r.coef[mask], q, exact)
+            ic[~mask] = np.rint(r.coef[~mask]).astype(np.int64)  # T's -1
+            if not exact:
+                err = (ic[mask] * q - r.coef[mask]) / q
+                slack = max(slack, float((err * ub[r.idx[mask]]).sum()))
+        else:
+            ic = np.rint(r.coef).astype(np.int64)
+        int_rows.append((r, ic))
+    if not exact:
+        log.warning("cpsat: load coefficients are not multiples of a decimal quantum; rounded up "
+                    "to q=%.3g s (worst row error %.3g s, %.2g of the bound %.3g s): the integer "
+                    "model is conservative, the plan is re-scored in floats", q, slack * q,
+                    slack * q / max(t_ub, 1e-300), t_ub)
+    info["time_slack_quanta"] = slack
+    m = cp_model.CpModel()
+    hint_int: dict[int, int] = {}
+    # T's bound: the horizon (floor, hard) or the upper bound (ceil, soft)
+    tv = buf.vars[T]
+    xs = []
+    for i, v in enumerate(buf.vars):
+        if i == T:
+            hi = math.floor(tv.ub / q + 1e-9) if obj.kind != "makespan" else math.ceil(tv.ub / q) + int(
+                math.ceil(slack))
+            xs.append(m.NewIntVar(0, max(0, hi), "T"))
+        else:
+            xs.append(m.NewIntVar(int(math.ceil(v.lb - 1e-9)), int(math.floor(v.ub + 1e-9)), v.name))
+    for r, ic in int_rows:
+        expr = sum(int(c) * xs[i] for i, c in zip(r.idx.tolist(), ic.tolist(), strict=True))
+        lo = -math.inf if math.isinf(r.lo) else r.lo
+        hi = math.inf if math.isinf(r.hi) else r.hi
+        if r.kind == "load" and not (math.isinf(lo) and hi == 0) and not (lo == 0 and math.isinf(hi)):
+            raise ValueError("cpsat: a load row must compare with 0")
+        if lo == hi:
+            m.Add(expr == int(round(lo)))
+        else:
+            if not math.isinf(hi):
+                m.Add(expr <= int(math.floor(hi + 1e-9)))
+            if not math.isinf(lo):
+                m.Add(expr >= int(math.ceil(lo - 1e-9)))
+    # objective
+    qc, c_exact, big = 1.0, True, 0
+    if obj.kind == "makespan":
+        m.Minimize(xs[T])
+    elif obj.kind == "served":
+        big = int(xs[T].Proto().domain[-1]) + 1
+        m.Minimize(-big * sum(xs[s] for s in obj.s_terms) + xs[T])
+    else:
+        cc = np.array([c for _, c in obj.cost_terms])
+        cub = float((cc * ub[[i for i, _ in obj.cost_terms]]).sum()) if cc.size else 1.0
+        qc, c_exact = choose_quantum(cc, cub, resolution)
+        ic = _to_int(cc, qc, c_exact)
+        c_slack = 0.0
+        if not c_exact:
+            c_slack = float((((ic * qc - cc) / qc) * ub[[i for i, _ in obj.cost_terms]]).sum())
+            log.warning("cpsat: cost coefficients rounded up to q=%.3g (worst error %.3g)", qc,
+                        c_slack * qc)
+        info["cost_quantum"] = qc
+        info["cost_slack_quanta"] = c_slack
+        m.Minimize(sum(int(k) * xs[i] for (i, _), k in zip(obj.cost_terms, ic, strict=True)))
+    if hint:
+        for i, val in hint.items():
+            if i == T:
+                continue
+            hint_int[i] = int(round(val))
+            m.AddHint(xs[i], hint_int[i])
+        # T's hint: the largest integer load row of the hinted plan
+        t_hint = 0
+        for r, ic in int_rows:
+            if r.kind == "load" and math.isinf(r.lo):
+                mask = r.idx != T
+                t_hint = max(t_hint, int(sum(int(c) * hint_int.get(int(i), 0)
+                                             for i, c in zip(r.idx[mask], ic[mask], strict=True))))
+        m.AddHint(xs[T], t_hint)
+
+    def to_units(f: float, bound: bool) -> float:
+        if obj.kind == "makespan":
+            return q * (f - slack) if (bound and not exact) else q * f
+        if obj.kind == "served":
+            # f = -big S + T with 0 <= T < big: S = ceil(-f / big); a bound B gives S <= that
+            return float(math.floor((-f + big - 1) / big + 1e-9))
+        cs = info.get("cost_slack_quanta", 0.0)
+        return qc * (f - cs) if (bound and not c_exact) else qc * f
+
+    history: list[tuple[float, float | None, float | None]] = []
+
+    class _Cb(cp_model.CpSolverSolutionCallback):
+        def on_solution_callback(self) -> None:
+            history.append((clock(), to_units(self.ObjectiveValue(), False),
+                            to_units(self.BestObjectiveBound(), True)))
+
+    solver = cp_model.CpSolver()
+    p = solver.parameters
+    p.max_time_in_seconds = max(0.5, float(time_limit))
+    p.num_workers = max(1, int(num_workers))
+    p.random_seed = int(seed)
+    p.relative_gap_limit = float(rel_gap)
+    info["translate_s"] = clock()
+    t0 = clock()
+    code = solver.Solve(m, _Cb())
+    info["solve_s"] = clock() - t0
+    word = solver.StatusName(code)
+    has_sol = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+    st = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
+          cp_model.INFEASIBLE: "infeasible", cp_model.UNKNOWN: "no_solution"}.get(code, "error")
+    vals = [float(solver.Value(x)) for x in xs] if has_sol else None
+    value = vals.__getitem__ if vals is not None else None
+    f = to_units(solver.ObjectiveValue(), False) if has_sol else None
+    bnd = to_units(solver.BestObjectiveBound(), True) if st in ("optimal", "feasible") else None
+    if st == "no_solution":
+        try:
+            bnd = to_units(solver.BestObjectiveBound(), True)
+        except Exception:  # noqa: BLE001
+            bnd = None
+    history.append((clock(), f, bnd))
+    info["cpsat_stats"] = {"branches": solver.NumBranches(), "conflicts": solver.NumConflicts()}
+    return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}", history, info)

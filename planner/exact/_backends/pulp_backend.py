@@ -1,0 +1,114 @@
+"""PuLP translation: CBC (bundled) by default, any other PuLP solver by name."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from planner.exact._backends.rows import (
+    Clock,
+    RowBuffer,
+    SolveOutcome,
+    float_objective,
+    parse_cbc_log,
+    to_problem_units,
+)
+from planner.exact._model import Objective
+
+log = logging.getLogger(__name__)
+
+
+def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
+               solver: str, time_limit: float, num_workers: int, seed: int, rel_gap: float,
+               ) -> SolveOutcome:
+    import pulp
+
+    clock = Clock()
+    prob = pulp.LpProblem("placement", pulp.LpMinimize)
+    xs = [pulp.LpVariable(v.name, lowBound=v.lb, upBound=None if math.isinf(v.ub) else v.ub,
+                          cat=pulp.LpInteger if v.integer else pulp.LpContinuous)
+          for v in buf.vars]
+    terms, _ = float_objective(obj, T)
+    prob.setObjective(pulp.LpAffineExpression([(xs[i], c) for i, c in terms]))
+    for k, row in enumerate(buf.rows):
+        e = pulp.LpAffineExpression(list(zip([xs[i] for i in row.idx], row.coef.tolist(),
+                                             strict=True)))
+        if row.lo == row.hi:
+            prob.addConstraint(pulp.LpConstraint(e, pulp.LpConstraintEQ, f"r{k}", row.lo))
+        else:
+            if not math.isinf(row.hi):
+                prob.addConstraint(pulp.LpConstraint(e, pulp.LpConstraintLE, f"r{k}", row.hi))
+            if not math.isinf(row.lo):
+                prob.addConstraint(pulp.LpConstraint(e, pulp.LpConstraintGE, f"r{k}g", row.lo))
+    if hint:
+        for i, val in hint.items():
+            xs[i].setInitialValue(val)
+    translate_s = clock()
+    tmp = tempfile.mkdtemp(prefix="planner-cbc-")
+    log_path = Path(tmp) / "cbc.log"
+    name = solver.upper()
+    if name in ("CBC", "PULP_CBC_CMD"):
+        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1.0, time_limit), threads=num_workers,
+                              gapRel=rel_gap, warmStart=bool(hint), logPath=str(log_path),
+                              options=[f"randomCbcSeed {max(1, seed)}"])
+    else:
+        s = pulp.getSolver(solver, msg=False, timeLimit=max(1.0, time_limit), gapRel=rel_gap,
+                           warmStart=bool(hint), threads=num_workers)
+    t0 = clock()
+    try:
+        code = prob.solve(s)
+    except pulp.PulpSolverError as exc:
+        return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+    solve_s = clock() - t0
+    status = pulp.LpStatus.get(code, str(code))
+    sol_status = pulp.LpSolution.get(prob.sol_status, str(prob.sol_status))
+    info: dict[str, Any] = {"translate_s": translate_s, "solve_s": solve_s,
+                            "pulp_status": status, "pulp_solution_status": sol_status}
+    has_sol = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) or (
+        status == "Optimal")
+    value = (lambda i: float(xs[i].varValue or 0.0)) if has_sol else None
+    f = pulp.value(prob.objective) if has_sol else None
+    bound_f = None
+    history = []
+    if name in ("CBC", "PULP_CBC_CMD") and log_path.exists():
+        cbc = parse_cbc_log(log_path.read_text(errors="replace"))
+        info["cbc_result"] = cbc["result"]
+        res = cbc["result"].lower()
+        bound_f = cbc["bound"]
+        if "optimal" in res:
+            st = "optimal"
+            bound_f = f if bound_f is None else bound_f
+        elif "infeasible" in res:
+            st = "infeasible"
+        elif has_sol:
+            st = "feasible"
+        else:
+            st = "no_solution"
+        history = [(t, to_problem_units(obj, inc, False), to_problem_units(obj, b, True))
+                   for t, inc, b in cbc["history"]]
+        termination = f"CBC: {cbc['result'] or status}"
+    else:
+        # other solvers: PuLP's word only; "Optimal" at the time limit is not trusted
+        timed_out = solve_s >= 0.97 * time_limit
+        if status == "Optimal" and not timed_out:
+            st = "optimal"
+            bound_f = f
+        elif status == "Infeasible":
+            st = "infeasible"
+        elif has_sol:
+            st = "feasible"
+        else:
+            st = "no_solution"
+        termination = f"{solver}: {status}" + (" (time limit reached)" if timed_out else "")
+    try:
+        for p in Path(tmp).iterdir():
+            p.unlink()
+        os.rmdir(tmp)
+    except OSError:
+        pass
+    return SolveOutcome(st, value, to_problem_units(obj, f, False),
+                        to_problem_units(obj, bound_f, True), termination, history, info)

@@ -1,0 +1,221 @@
+"""What every exact method shares: options, the warm start, the domain bound, and the honest
+Result (status from the solver's real outcome, objective re-scored by the evaluator, bound the
+better of the solver's and the domain's, gap from both)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from planner.exact._backends.rows import RowBuffer, SolveOutcome
+from planner.exact._model import PlacementModel, request_items
+from planner.exact.bounds import domain_bound
+from planner.instance import Instance
+from planner.metrics import evaluate_arrays
+from planner.plan import Plan, Result, relative_gap
+
+log = logging.getLogger(__name__)
+
+COMMON = {"time_limit": 10.0, "num_workers": 0, "seed": 0, "warm_start": "greedy",
+          "rel_gap": 1e-6, "symmetry": True}
+
+
+def workers(n: int) -> int:
+    """``num_workers`` 0 means the machine's cores (more than cores is slower, not faster)."""
+    return int(n) if n and n > 0 else (os.cpu_count() or 1)
+
+
+def sense(inst: Instance) -> str:
+    return "max" if inst.objective == "served" else "min"
+
+
+def feasible(inst: Instance, plan: Plan) -> bool:
+    """A plan the model accepts: within the horizon when the objective needs one."""
+    if inst.objective in ("served", "cost") and inst.horizon_s is not None:
+        return evaluate_arrays(inst, plan, check=False).within_horizon
+    return True
+
+
+def better(inst: Instance, a: float, b: float) -> bool:
+    return a > b if sense(inst) == "max" else a < b
+
+
+def repair_for_horizon(inst: Instance, plan: Plan) -> Plan:
+    """Refuse requests (the heaviest on the overloaded resources first) until every load fits
+    within the horizon: what a heuristic's plan needs to warm-start ``served``."""
+    plan = plan.copy()
+    h = float(inst.horizon_s)
+    for _ in range(inst.n_requests + 1):
+        m = evaluate_arrays(inst, plan, check=False)
+        if m.within_horizon:
+            return plan
+        contrib = request_loads(inst, plan)
+        over = np.zeros(inst.n_requests)
+        for load, arr in ((m.load_s, contrib["compute"]),
+                          (m.memory_load_s, contrib["memory"]),
+                          (m.link_load_s, contrib["link"])):
+            for k in np.flatnonzero(load > h * (1 + 1e-12)):
+                col = arr[:, k]
+                # refuse the largest contributors that together remove the excess
+                order = np.argsort(-col)
+                excess = load[k] - h
+                cum = np.cumsum(col[order])
+                cut = int(np.searchsorted(cum, excess * (1 - 1e-12))) + 1
+                over[order[:cut]] = 1
+        idx = np.flatnonzero(over > 0)
+        if idx.size == 0:
+            break
+        plan.prefill[idx] = -1
+        plan.decode[idx] = -1
+    return plan
+
+
+def request_loads(inst: Instance, plan: Plan) -> dict[str, np.ndarray]:
+    """Each request's share of every load (seconds) under ``plan`` (prefix sharing ignored)."""
+    it = request_items(inst)
+    n, c = inst.n_requests, inst.n_clusters
+    r = np.arange(n)
+    pre, dec = plan.prefill, plan.decode
+    on = pre >= 0
+    ond = on & (dec >= 0) & it.has_dec
+    comp = np.zeros((n, c))
+    mem = np.zeros((n, c))
+    comp[r[on], pre[on]] += it.pre[r[on], pre[on]]
+    comp[r[ond], dec[ond]] += it.dec[r[ond], dec[ond]]
+    mem[r[ond], dec[ond]] = it.mem[r[ond], dec[ond]]
+    link = np.zeros((n, inst.n_links))
+    if inst.n_links:
+        route = inst.pair_links[pre[ond] * c + dec[ond]]
+        link[ond] = route * (it.kvb[ond] / 1.0)[:, None] / inst.bandwidth_Bps[None, :]
+    return {"compute": comp, "memory": mem, "link": link}
+
+
+def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
+    if not name or name.lower() == "none":
+        return None, "none"
+    from planner.registry import get_method
+
+    out = get_method(name).func(inst)
+    plan = out if isinstance(out, Plan) else getattr(out, "plan", None)
+    if plan is None:
+        return None, f"{name}: no plan"
+    if inst.objective == "served" and inst.horizon_s is not None and not feasible(inst, plan):
+        plan = repair_for_horizon(inst, plan)
+        return plan, f"{name} (refusals added to fit the horizon)"
+    if not feasible(inst, plan):
+        return None, f"{name}: exceeds the horizon, not used"
+    return plan, name
+
+
+def trivial_t_ub(model: PlacementModel) -> float:
+    """An upper bound of T for any plan: every row's largest possible sum."""
+    it = model.items
+    n = it.count.astype(float)
+    comp = (it.pre.max(axis=1) * n).sum() + (it.dec.max(axis=1) * n * it.has_dec).sum()
+    comp += float(it.block_tok.sum()) * float(np.max(1.0 / (model.inst.prefill_tps
+                                                        * model.inst.replicas)))
+    mem = (it.mem.max(axis=1) * n * it.has_dec).sum()
+    lk = 0.0
+    if model.inst.n_links:
+        lk = float((it.kvb * n).sum() / model.inst.bandwidth_Bps.min())
+    return float(max(comp, mem, lk, 1e-9)) * 1.000001
+
+
+Solver = Callable[[RowBuffer, Any, int, dict[int, float] | None, float], SolveOutcome]
+
+
+def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome],
+              opts: dict[str, Any], hint_coef: Callable[[float], float] | None = None) -> Result:
+    """Build the model over the requests, warm-start it, solve, and account for the result."""
+    t_start = time.perf_counter()
+    time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
+    info: dict[str, Any] = {}
+    db = domain_bound(inst)
+    info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
+    warm, warm_note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
+    history: list[tuple[float, float | None, float | None]] = []
+    warm_obj = None
+    if warm is not None:
+        warm_obj = evaluate_arrays(inst, warm).objective
+        history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))
+    info["warm_start"] = warm_note
+    info["rel_gap"] = float(opts.get("rel_gap", COMMON["rel_gap"]))
+    info["warm_start_objective"] = warm_obj
+
+    if inst.n_requests == 0:
+        plan = Plan.refuse_all(0)
+        return Result(method, "optimal", plan, 0.0, 0.0, 0.0, termination="no requests", info=info)
+
+    t0 = time.perf_counter()
+    items = request_items(inst)
+    model = PlacementModel(inst, items, symmetry=bool(opts.get("symmetry", True)))
+    t_ub = trivial_t_ub(model)
+    if warm is not None and inst.objective == "makespan":
+        t_ub = min(t_ub, evaluate_arrays(inst, warm).makespan_s * (1 + 1e-6) + 1e-9)
+    buf = RowBuffer()
+    v = model.build(buf, t_ub)
+    obj = model.objective()
+    hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
+    info["build_s"] = time.perf_counter() - t0
+    info["n_vars"], info["n_rows"] = len(buf.vars), len(buf.rows)
+    left = max(0.5, time_limit - (time.perf_counter() - t_start))
+    out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, time_limit=left,
+                   num_workers=workers(opts.get("num_workers", 0)), seed=int(opts.get("seed", 0)),
+                   rel_gap=float(opts.get("rel_gap", COMMON["rel_gap"])))
+    info.update(out.info)
+    info["solver_status"] = out.status
+    info["solver_bound"] = out.bound
+    offset = time.perf_counter() - t_start - (out.history[-1][0] if out.history else 0.0)
+    history += [(t + max(0.0, offset), inc, b) for t, inc, b in out.history]
+
+    plan = None
+    if out.value is not None:
+        plan = model.plan_of_values(out.value)
+        if not feasible(inst, plan):
+            log.warning("%s: the solver's plan exceeds the horizon in floats", method)
+            plan = None
+    objective = evaluate_arrays(inst, plan).objective if plan is not None else None
+    if warm is not None and (objective is None or better(inst, warm_obj, objective)):
+        plan, objective = warm, warm_obj
+        info["plan_from"] = "warm_start"
+    else:
+        info["plan_from"] = "solver"
+    return account(inst, method, out, plan, objective, db, history, info)
+
+
+def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
+            objective: float | None, db: dict[str, Any],
+            history: list[tuple[float, float | None, float | None]], info: dict[str, Any]
+            ) -> Result:
+    """Status, bound and gap from the solver's outcome, the plan and the domain bound."""
+    s = sense(inst)
+    bounds = [b for b in (out.bound, db["bound"]) if b is not None]
+    if out.status == "infeasible" and plan is None:
+        return Result(method, "infeasible", None, termination=out.termination, history=history,
+                      info=info)
+    if plan is None:
+        st = "error" if out.status == "error" else "timeout_no_solution"
+        bound = (min(bounds) if s == "max" else max(bounds)) if bounds else None
+        return Result(method, st, None, None, bound, None, termination=out.termination,
+                      history=history, info=info)
+    bound = (min(bounds) if s == "max" else max(bounds)) if bounds else None
+    if bound is not None and objective is not None:
+        # a bound cannot pass the plan it bounds (float noise, or a tie-break tolerance)
+        bound = min(bound, objective) if s == "min" else max(bound, objective)
+    info["bound_from"] = "domain" if (out.bound is None or bound == db["bound"] != out.bound) \
+        else "solver"
+    gap = relative_gap(objective, bound, s)
+    tol = max(10 * float(info.get("rel_gap", 1e-6)), 1e-6)
+    optimal = gap is not None and (gap == 0.0 or (out.status == "optimal" and gap <= tol))
+    status = "optimal" if optimal else "feasible"
+    term = out.termination
+    if out.status != "optimal" and gap == 0.0:
+        term += "; proven by the domain bound"
+    history.append((history[-1][0] if history else 0.0, objective, bound))
+    return Result(method, status, plan, objective, bound, gap, termination=term, history=history,
+                  info=info)

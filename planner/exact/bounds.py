@@ -1,0 +1,198 @@
+"""Domain bounds on the optimum, independent of any solver, from the evaluator's formulas.
+
+For ``makespan`` every load (compute and KV memory of each cluster, each link) is at most T, so
+for any weights ``lam >= 0`` summing to 1, ``T >= sum_i lam_i load_i``, and since every request
+must sit on some (prefill, decode) pair,
+
+    T >= sum_r min_{pair} lam . a_r(pair)  (+ each shared prefix block prefilled once somewhere)
+
+(a Lagrangian bound). The weights tried: compute capacity shares (total work over total
+capacity), KV capacity shares, each link alone (bytes that must cross it over its bandwidth),
+each cluster alone, and the dual prices of an LP relaxation when a caller has them. The largest
+single request (its cheapest pair's largest load) is a bound too. For ``served`` the same
+Lagrangian gives an upper bound on the requests served within the horizon H:
+``sum_r max(0, 1 - mu m_r) + mu H`` minimised over the scale mu. For ``cost``: the cheapest
+prefill+decode rent plus each request's cheapest egress.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from planner.exact._model import per_token_rates, shared_blocks
+from planner.instance import Instance
+
+
+class PairCosts:
+    """Per-request, per-pair load vectors in factored form: prefill part on p, decode part on d,
+    KV bytes over the route of the datacenter pair (A, B)."""
+
+    def __init__(self, inst: Instance):
+        self.inst = inst
+        pre_r, dec_r, mem_r = per_token_rates(inst)
+        _, _, tok, covered = shared_blocks(inst)
+        self.block_tok = tok
+        self.pre_r, self.dec_r, self.mem_r = pre_r, dec_r, mem_r
+        self.suffix = inst.prompt_tokens.astype(float) - covered
+        self.out = inst.output_tokens.astype(float)
+        self.memu = (inst.prompt_tokens + self.out / 2.0) * self.out
+        self.kvb = np.where(self.out > 0, inst.kv_bytes, 0.0)
+        c = inst.n_clusters
+        self.P = np.flatnonzero(inst.can_prefill)
+        self.D = np.flatnonzero(inst.can_decode)
+        dcs = sorted({int(x) for x in inst.cluster_dc})
+        self.dcs = dcs
+        pairs = {}
+        for p in self.P:
+            for d in self.D:
+                if inst.reachable[p, d]:
+                    pairs.setdefault((int(inst.cluster_dc[p]), int(inst.cluster_dc[d])),
+                                     inst.pair_links[p * c + d])
+        self.pairs = pairs
+        self.has_dec = self.out > 0
+
+    def min_cost(self, lam_c: np.ndarray, lam_m: np.ndarray, lam_l: np.ndarray,
+                 egress: bool = False, chunk: int = 200_000) -> np.ndarray:
+        """Per request: the smallest ``lam . a_r(pair)`` over valid pairs (plus egress money)."""
+        inst = self.inst
+        n = inst.n_requests
+        out = np.empty(n)
+        dc = inst.cluster_dc
+        pre_w = lam_c * self.pre_r
+        dec_w = lam_c * self.dec_r
+        mem_w = lam_m * self.mem_r
+        lw = (lam_l / inst.bandwidth_Bps) if inst.n_links else np.zeros(0)
+        for s in range(0, n, chunk):
+            e = min(n, s + chunk)
+            pre = self.suffix[s:e, None] * pre_w[None, self.P]
+            dec = self.out[s:e, None] * dec_w[None, self.D] + self.memu[s:e, None] * mem_w[None, self.D]
+            best_pre = {A: pre[:, dc[self.P] == A].min(axis=1) for A in self.dcs
+                        if (dc[self.P] == A).any()}
+            best_dec = {B: dec[:, dc[self.D] == B].min(axis=1) for B in self.dcs
+                        if (dc[self.D] == B).any()}
+            kv = self.kvb[s:e]
+            best = np.full(e - s, np.inf)
+            pre_only = np.full(e - s, np.inf)
+            for v in best_pre.values():
+                pre_only = np.minimum(pre_only, v)
+            for (A, B), route in self.pairs.items():
+                per_byte = float(route @ lw) if inst.n_links else 0.0
+                if egress and inst.n_links:
+                    per_byte += float(route @ inst.cost_per_byte)
+                best = np.minimum(best, best_pre[A] + best_dec[B] + kv * per_byte)
+            out[s:e] = np.where(self.has_dec[s:e], best, pre_only)
+        return out
+
+    def block_cost(self, lam_c: np.ndarray) -> float:
+        """Each shared block is prefilled at least once, on some prefill cluster."""
+        if self.block_tok.size == 0:
+            return 0.0
+        return float(self.block_tok.sum() * (lam_c * self.pre_r)[self.P].min())
+
+    def directions(self) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+        """Weight vectors (compute, memory, link) tried by the Lagrangian bound."""
+        inst = self.inst
+        c, nl = inst.n_clusters, inst.n_links
+        z_c, z_l = np.zeros(c), np.zeros(nl)
+        out = []
+
+        def norm(name: str, lc: np.ndarray, lm: np.ndarray, ll: np.ndarray) -> None:
+            tot = lc.sum() + lm.sum() + ll.sum()
+            if tot > 0:
+                out.append((name, lc / tot, lm / tot, ll / tot))
+
+        rep = inst.replicas
+        norm("prefill_capacity", np.where(inst.can_prefill, rep * inst.prefill_tps, 0.0), z_c, z_l)
+        norm("decode_capacity", np.where(inst.can_decode, rep * inst.decode_tps, 0.0), z_c, z_l)
+        both = np.where(inst.can_prefill | inst.can_decode, 1.0 / (self.pre_r + self.dec_r), 0.0)
+        norm("work_capacity", both, z_c, z_l)
+        memcap = np.where(inst.can_decode, 1.0 / np.maximum(self.mem_r, 1e-300), 0.0)
+        norm("kv_capacity", z_c, memcap, z_l)
+        for l_ in range(nl):
+            e = np.zeros(nl)
+            e[l_] = 1.0
+            norm(f"link:{inst.link_names[l_]}", z_c, z_c, e)
+        return out
+
+
+def largest_request(pc: PairCosts) -> float:
+    """The cheapest pair's largest single load of the heaviest request."""
+    inst = pc.inst
+    best = np.full(inst.n_requests, np.inf)
+    for p in pc.P:
+        for d in pc.D:
+            if not inst.reachable[p, d]:
+                continue
+            pre = pc.suffix * pc.pre_r[p]
+            dec = pc.out * pc.dec_r[d]
+            comp = np.maximum(pre, dec) if p != d else pre + dec
+            m = np.maximum(comp, pc.memu * pc.mem_r[d])
+            if inst.n_links:
+                route = inst.pair_links[p * inst.n_clusters + d]
+                if route.any():
+                    m = np.maximum(m, pc.kvb * (route / inst.bandwidth_Bps).max())
+            m = np.where(pc.has_dec, m, pc.suffix * pc.pre_r[p])
+            best = np.minimum(best, m)
+    return float(best.max(initial=0.0))
+
+
+def served_upper(m: np.ndarray, horizon: float) -> int:
+    """min over mu >= 0 of ``sum_r max(0, 1 - mu m_r) + mu H`` (evaluated at its breakpoints)."""
+    n = m.size
+    if n == 0:
+        return 0
+    m = np.sort(np.maximum(m, 0.0))
+    pos = m > 0
+    free = int((~pos).sum())
+    mp = m[pos]
+    if mp.size == 0:
+        return n
+    cs = np.concatenate([[0.0], np.cumsum(mp)])
+    j = np.arange(mp.size)  # mu = 1 / mp[j]: requests before j contribute
+    ub = free + j - cs[j] / mp[j] + horizon / mp[j]
+    best = min(float(ub.min()), float(n))
+    return int(min(n, math.floor(best + 1e-9)))
+
+
+def domain_bound(inst: Instance, extra_dirs: list[tuple[str, Any, Any, Any]] | None = None
+                 ) -> dict[str, Any]:
+    """The best solver-independent bound and its parts: ``{"bound", "by", "parts"}``. For
+    ``served`` the bound is an upper bound on the requests served."""
+    pc = PairCosts(inst)
+    parts: dict[str, float] = {}
+    if inst.n_requests == 0:
+        return {"bound": 0.0, "by": "empty", "parts": {}}
+    obj = inst.objective
+    if obj == "served" and inst.horizon_s is None:
+        return {"bound": float(inst.n_requests), "by": "all_requests", "parts": {}}
+    dirs = pc.directions() + list(extra_dirs or [])
+    if obj == "served" and inst.horizon_s is not None:
+        h = float(inst.horizon_s)
+        for name, lc, lm, ll in dirs:
+            parts[name] = float(served_upper(pc.min_cost(lc, lm, ll), h))
+        parts["all_requests"] = float(inst.n_requests)
+        by = min(parts, key=parts.get)
+        return {"bound": parts[by], "by": by, "parts": parts}
+    if obj == "cost":
+        rent = inst.replicas * inst.cost_per_hour * float(inst.horizon_s or 0.0) / 3600.0
+        best = math.inf
+        for p in pc.P:
+            for d in pc.D:
+                if inst.reachable[p, d]:
+                    best = min(best, rent[p] + (rent[d] if d != p and pc.has_dec.any() else 0.0))
+        if not pc.has_dec.any():
+            best = float(rent[pc.P].min())
+        z_c, z_l = np.zeros(inst.n_clusters), np.zeros(inst.n_links)
+        egress = float(pc.min_cost(z_c, z_c, z_l, egress=True).sum())
+        parts["cheapest_rent_plus_egress"] = float(best) + egress
+        by = "cheapest_rent_plus_egress"
+        return {"bound": parts[by], "by": by, "parts": parts}
+    # makespan (and served without a horizon: every request served, T minimised)
+    parts["largest_request"] = largest_request(pc)
+    for name, lc, lm, ll in dirs:
+        parts[name] = float(pc.min_cost(lc, lm, ll).sum()) + pc.block_cost(lc)
+    by = max(parts, key=parts.get)
+    return {"bound": parts[by], "by": by, "parts": parts}

@@ -1,0 +1,27 @@
+"""CP-SAT backend of the placement model; floats become integers by the decimal-exact-or-ceil
+rule of :mod:`planner.exact._backends.cpsat_backend`, the plan is re-scored in floats."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.exact._run import COMMON, run_exact
+from planner.instance import Instance
+from planner.plan import Result
+from planner.registry import register
+
+
+@register("cpsat", "exact placement model on OR-Tools CP-SAT (loads scaled to integers, "
+          "rounded up; plan re-scored in floats), with incumbent/bound history",
+          options={**COMMON, "resolution": 10_000_000}, kind="exact", online=False)
+def cpsat(inst: Instance, **opts: Any) -> Result:
+    from planner.exact._backends.cpsat_backend import solve_cpsat
+
+    resolution = int(opts.get("resolution", 10_000_000))
+
+    def fn(buf, obj, T, hint, **kw):  # noqa: ANN001, ANN003
+        return solve_cpsat(buf, obj, T, hint, resolution=resolution, **kw)
+
+    res = run_exact(inst, "cpsat", fn, opts)
+    res.info["solver"] = "ortools/cp-sat"
+    return res

@@ -1,0 +1,43 @@
+"""MILP backends of the placement model (:mod:`planner.exact._model`): PuLP (CBC by default)
+and OR-Tools linear_solver (SCIP or HiGHS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.exact._run import COMMON, run_exact
+from planner.instance import Instance
+from planner.plan import Result
+from planner.registry import register
+
+
+@register("milp", "exact MILP of the placement model through PuLP (CBC by default; "
+          "solver=<any PuLP solver>): plan, proven bound and gap",
+          options={**COMMON, "solver": "CBC"}, kind="exact", online=False)
+def milp(inst: Instance, **opts: Any) -> Result:
+    from planner.exact._backends.pulp_backend import solve_pulp
+
+    solver = str(opts.get("solver", "CBC"))
+
+    def fn(buf, obj, T, hint, *, t_ub, **kw):  # noqa: ANN001, ANN003
+        return solve_pulp(buf, obj, T, hint, solver=solver, **kw)
+
+    res = run_exact(inst, "milp", fn, opts)
+    res.info["solver"] = f"pulp/{solver}"
+    return res
+
+
+@register("milp_ortools", "exact MILP of the placement model through OR-Tools (solver=SCIP "
+          "or HIGHS): plan, proven bound and gap",
+          options={**COMMON, "solver": "SCIP"}, kind="exact", online=False)
+def milp_ortools(inst: Instance, **opts: Any) -> Result:
+    from planner.exact._backends.ortools_mip import solve_linear_solver
+
+    solver = str(opts.get("solver", "SCIP"))
+
+    def fn(buf, obj, T, hint, *, t_ub, **kw):  # noqa: ANN001, ANN003
+        return solve_linear_solver(buf, obj, T, hint, solver=solver, **kw)
+
+    res = run_exact(inst, "milp_ortools", fn, opts)
+    res.info["solver"] = f"ortools/{solver}"
+    return res
