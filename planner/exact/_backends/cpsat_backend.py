@@ -84,6 +84,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     info["time_slack_quanta"] = slack
     m = cp_model.CpModel()
     hint_int: dict[int, int] = {}
+    t_hi = 0
     # T's bound: the horizon (floor, hard) or the upper bound (ceil, soft)
     tv = buf.vars[T]
     xs = []
@@ -91,7 +92,8 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         if i == T:
             hi = math.floor(tv.ub / q + 1e-9) if obj.kind != "makespan" else math.ceil(tv.ub / q) + int(
                 math.ceil(slack))
-            xs.append(m.NewIntVar(0, max(0, hi), "T"))
+            t_hi = max(0, hi)
+            xs.append(m.NewIntVar(0, t_hi, "T"))
         else:
             xs.append(m.NewIntVar(int(math.ceil(v.lb - 1e-9)), int(math.floor(v.ub + 1e-9)), v.name))
     for r, ic in int_rows:
@@ -112,7 +114,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     if obj.kind == "makespan":
         m.Minimize(xs[T])
     elif obj.kind == "served":
-        big = int(xs[T].Proto().domain[-1]) + 1
+        big = t_hi + 1
         m.Minimize(-big * sum(xs[s] for s in obj.s_terms) + xs[T])
     else:
         cc = np.array([c for _, c in obj.cost_terms])
@@ -140,7 +142,12 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
                 mask = r.idx != T
                 t_hint = max(t_hint, int(sum(int(c) * hint_int.get(int(i), 0)
                                              for i, c in zip(r.idx[mask], ic[mask], strict=True))))
-        m.AddHint(xs[T], t_hint)
+        log.debug("cpsat: T hint %d (domain 0..%d, q=%g)", t_hint, t_hi, q)
+        if t_hint <= t_hi:  # a hint outside the domain is not a solution to hint
+            m.AddHint(xs[T], t_hint)
+        else:
+            m.ClearHints()
+            log.info("cpsat: the warm start does not fit the integer model; not hinted")
 
     def to_units(f: float, bound: bool) -> float:
         if obj.kind == "makespan":
@@ -155,8 +162,11 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
     class _Cb(cp_model.CpSolverSolutionCallback):
         def on_solution_callback(self) -> None:
-            history.append((clock(), to_units(self.ObjectiveValue(), False),
-                            to_units(self.BestObjectiveBound(), True)))
+            try:  # an exception escaping into the C++ solver would crash it
+                history.append((clock(), to_units(self.ObjectiveValue(), False),
+                                to_units(self.BestObjectiveBound(), True)))
+            except Exception:  # noqa: BLE001
+                log.exception("cpsat: solution callback failed")
 
     solver = cp_model.CpSolver()
     p = solver.parameters
