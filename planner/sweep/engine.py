@@ -1,0 +1,186 @@
+"""Running sweep points: the worker function (one point = one method on one scenario variant),
+and the engines that run many of them (in this process, a spawn process pool, or Ray tasks).
+
+Every engine takes the same task dicts (:meth:`planner.sweep.spec.Point.task`) and yields the
+same row dicts, so their tables agree; the caller appends rows as they come.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_CACHE: OrderedDict[str, Any] = OrderedDict()  # scenario_key -> Instance, per worker process
+_CACHE_SIZE = 4
+
+
+def _instance(task: dict[str, Any]) -> Any:
+    from planner.api import as_instance
+    from planner.scenario.load import load_scenario
+    from planner.sweep.spec import apply_overrides, models_dir
+
+    key = task["scenario_key"]
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    doc = apply_overrides(task["document"], task["overrides"])
+    with models_dir(task["base_dir"]):
+        inst = as_instance(load_scenario(doc, name=task["label"]))
+    _CACHE[key] = inst
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return inst
+
+
+def run_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Solve one point and score its plan; never raises (a failure is a row with its reason)."""
+    from planner.api import solve
+    from planner.metrics import evaluate_arrays
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {
+        "key": task["key"], "scenario": task["label"], "overrides": dict(task["overrides"]),
+        "method": task["method"], "options": task["options"], "time_limit": task["time_limit"],
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+    }
+    try:
+        inst = _instance(task)
+        res = solve(inst, task["method"], time_limit=task["time_limit"], **task["options"])
+        row.update(status=res.status, termination=res.termination, objective_name=inst.objective,
+                   bound=res.bound, gap=res.gap, wall_s=res.wall_s)
+        if res.plan is not None:
+            m = evaluate_arrays(inst, res.plan)
+            d = m.to_dict()
+            row.update(
+                objective=m.objective, makespan_s=m.makespan_s, bottleneck=m.bottleneck,
+                cost_usd=m.cost, served=m.served, refused=m.refused,
+                prefix_tokens_reused=m.prefix_tokens_reused,
+                peak_link_utilization=max((v["utilization"] for v in d["links"].values()),
+                                          default=0.0),
+                peak_kv_memory_utilization=max((v["memory_utilization"]
+                                                for v in d["clusters"].values()), default=0.0),
+            )
+    except Exception as exc:  # noqa: BLE001 - a bad point is recorded, the sweep goes on
+        msg = " | ".join(str(exc).splitlines()) or type(exc).__name__
+        row.update(status="error", termination=f"{type(exc).__name__}: {msg}")
+    row["point_wall_s"] = time.perf_counter() - t0
+    return row
+
+
+Tasks = list[dict[str, Any]]
+
+
+def run_local(tasks: Tasks) -> Iterator[dict[str, Any]]:
+    for t in tasks:
+        yield run_point(t)
+
+
+def run_pool(tasks: Tasks, workers: int) -> Iterator[dict[str, Any]]:
+    """A spawn process pool (never fork: solvers hold threads). At most ``2 * workers`` tasks are
+    queued at once, so an interrupted sweep does not leave a long queue behind."""
+    ctx = get_context("spawn")
+    pending: set[Future] = set()
+    it = iter(tasks)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        try:
+            for t in it:
+                pending.add(pool.submit(run_point, t))
+                if len(pending) >= 2 * workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    yield f.result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(run_point, nxt))
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def ray_plan(cpus: int, threads: int, workers: int | None) -> tuple[int, int]:
+    """(threads per task, concurrent tasks) with threads x tasks <= cpus."""
+    threads = max(1, min(threads, cpus))
+    tasks = max(1, cpus // threads)
+    if workers:
+        tasks = min(tasks, workers)
+    return threads, tasks
+
+
+def run_ray(
+    tasks: Tasks,
+    threads: int = 1,
+    workers: int | None = None,
+    address: str | None = None,
+    on_start: Callable[[dict[str, Any]], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Ray tasks on a local Ray started for the run (stopped after) or on the cluster at
+    ``address``. Each task reserves ``threads`` CPUs and at most cores // threads run at once,
+    so solver threads x concurrent tasks never exceed the cores Ray reports."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RuntimeError("the ray engine needs Ray: pip install 'planner[ray]'") from exc
+    started = not ray.is_initialized()
+    if started:
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING}
+        if address:
+            ray.init(address=address, **kw)
+        else:
+            ray.init(**kw)
+    try:
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        threads, concurrent = ray_plan(cpus, threads, workers)
+        info = {"cpus": cpus, "threads": threads, "concurrent": concurrent,
+                "address": address or "local"}
+        log.info("ray: %(cpus)d CPUs, %(concurrent)d tasks x %(threads)d threads", info)
+        if on_start:
+            on_start(info)
+        for t in tasks:
+            t["options"] = _cap_threads(t["method"], t["options"], threads)
+        remote = ray.remote(num_cpus=threads, max_retries=1)(run_point)
+        it = iter(tasks)
+        pending = [remote.remote(t) for t in _take(it, concurrent)]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                yield ray.get(ref)
+                pending.extend(remote.remote(t) for t in _take(it, 1))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _take(it: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(n):
+        t = next(it, None)
+        if t is None:
+            break
+        out.append(t)
+    return out
+
+
+def _cap_threads(method: str, options: dict[str, Any], threads: int) -> dict[str, Any]:
+    from planner.registry import get_method
+    from planner.sweep.spec import SOLVER_THREAD_OPTIONS
+
+    spec = get_method(method)
+    out = dict(options)
+    for name in SOLVER_THREAD_OPTIONS:
+        if name in spec.options and isinstance(out.get(name), int) and out[name] > threads:
+            out[name] = threads
+    return out

@@ -1,0 +1,116 @@
+"""The sweep's results table: one CSV, one row per finished point, keyed by the point's hash.
+
+Rows are appended by the one process that drives the sweep, each written whole, flushed and
+fsynced as its point finishes, so a killed sweep keeps every finished point. On open, a last
+line cut short by a kill is dropped (the file is rewritten atomically without it), and rows
+already present are not computed again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from planner.report.io import write_text_atomic
+
+log = logging.getLogger(__name__)
+
+FIELDS = (
+    "key", "scenario", "overrides", "method", "options", "time_limit", "status", "termination",
+    "objective_name", "objective", "bound", "gap", "makespan_s", "bottleneck", "cost_usd",
+    "served", "refused", "peak_link_utilization", "peak_kv_memory_utilization",
+    "prefix_tokens_reused", "wall_s", "point_wall_s", "worker",
+)
+FLOATS = {"objective", "bound", "gap", "makespan_s", "cost_usd", "peak_link_utilization",
+          "peak_kv_memory_utilization", "wall_s", "point_wall_s", "time_limit"}
+INTS = {"served", "refused", "prefix_tokens_reused"}
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return str(v)
+
+
+def parse_row(raw: dict[str, str]) -> dict[str, Any]:
+    """Typed values from a CSV row (empty cell = None; overrides and options as JSON)."""
+    out: dict[str, Any] = {}
+    for k in FIELDS:
+        v = raw.get(k, "")
+        if v == "" or v is None:
+            out[k] = None
+        elif k in FLOATS:
+            out[k] = float(v)
+        elif k in INTS:
+            out[k] = int(float(v))
+        elif k in ("overrides", "options"):
+            out[k] = json.loads(v)
+        else:
+            out[k] = v
+    return out
+
+
+class ResultStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        text = self.path.read_text(encoding="utf-8")
+        if not text:
+            return
+        if not text.endswith("\n"):  # a row cut short by a kill: drop it
+            cut = text.rfind("\n") + 1
+            log.warning("%s: dropping an incomplete last row", self.path)
+            text = text[:cut]
+            write_text_atomic(self.path, text)
+        reader = csv.DictReader(io.StringIO(text))
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise ValueError(f"{self.path}: not a sweep results table of this version (header "
+                             f"{reader.fieldnames})")
+        for n, raw in enumerate(reader, start=2):
+            if None in raw or any(v is None for v in raw.values()):
+                log.warning("%s:%d: malformed row skipped", self.path, n)
+                continue
+            try:
+                row = parse_row(raw)
+            except (ValueError, json.JSONDecodeError):
+                log.warning("%s:%d: malformed row skipped", self.path, n)
+                continue
+            self.rows[row["key"]] = row
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Write one row durably (whole line, flush, fsync)."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        if new:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            w.writerow(FIELDS)
+        w.writerow([_cell(row.get(k)) for k in FIELDS])
+        with open(self.path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(buf.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.rows[row["key"]] = parse_row({k: _cell(row.get(k)) for k in FIELDS})
+
+    def table(self) -> list[dict[str, Any]]:
+        return list(self.rows.values())
