@@ -56,9 +56,12 @@ def _pool(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
     prompt = inst.prompt_tokens.astype(np.float64)
     out = inst.output_tokens.astype(np.float64)
     cap, memcap = inst.replicas[0], inst.replicas[0] * inst.kv_capacity_bytes[0]
-    a_all = (prefill_seconds(inst, prompt, 0) + decode_work_seconds(inst, out, 0)) / cap
+    # the same floating-point steps as the general path, so both take the same decisions
+    ap_all = prefill_seconds(inst, prompt, 0) / cap
+    ad_all = decode_work_seconds(inst, out, 0) / cap
     m_all = kv_memory_time(inst, prompt, out, 0) / memcap
-    a_l, m_l = a_all[order].tolist(), m_all[order].tolist()
+    ap_l, ad_l, m_l = ap_all[order].tolist(), ad_all[order].tolist(), m_all[order].tolist()
+    dec_l = (inst.output_tokens[order] > 0).tolist()  # prefill-only requests touch no KV memory
     comp = [0.0] * c
     mem = [0.0] * c
     heap = [(0.0, k) for k in range(c)]
@@ -66,18 +69,20 @@ def _pool(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
     hpop, hpush, hrep = heapq.heappop, heapq.heappush, heapq.heapreplace
     rng = range(c)
     for i in range(n):
-        a = a_l[i]
+        ap = ap_l[i]
+        ad = ad_l[i]
         m = m_l[i]
         lc, k = heap[0]
         while lc != comp[k]:  # a stale entry of a cluster placed off the top
             hpop(heap)
             lc, k = heap[0]
-        if lc + a >= mem[k] + m:  # memory does not bind on the top: it is the earliest finish
-            comp[k] = lc + a
-            hrep(heap, (comp[k], k))
+        f = lc + ap + ad
+        if not dec_l[i] or f >= mem[k] + m:  # memory does not bind on the top: earliest finish
+            comp[k] = f
+            hrep(heap, (f, k))
         else:
-            best, k = min((max(comp[j] + a, mem[j] + m), j) for j in rng)
-            comp[k] += a
+            _, k = min((max(comp[j] + ap + ad, mem[j] + m), j) for j in rng)
+            comp[k] = comp[k] + ap + ad
             hpush(heap, (comp[k], k))
         mem[k] += m
         pick[i] = k

@@ -1,0 +1,93 @@
+"""Every live policy on every example scenario (shrunk): a plan the evaluator accepts, refused
+requests exactly those the method refused, and the method's own load account equal to the
+evaluator's."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+from conftest import make_scenario
+
+from heuristics.scenarios import NAMES, small
+from planner import evaluate, load_scenario, solve
+from planner.scenario.errors import OptionError
+
+METHODS = ("round_robin", "random", "greedy", "lpt", "heatmap", "locality", "dist_sched",
+           "cache_aware", "bandwidth_aware", "prfaas")
+
+
+@cache
+def scenario(name: str):
+    return small(name, 600)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("method", METHODS)
+def test_method_plan_is_accepted_and_honest(name: str, method: str):
+    sc = scenario(name)
+    opts = {"grid": 3} if method == "prfaas" else {}
+    res = solve(sc, method, **opts)
+    assert res.status == "feasible", res.termination
+    m = evaluate(sc, res)  # raises unless every served request sits on valid clusters
+    assert res.objective == pytest.approx(m.objective, rel=1e-12)
+    assert np.array_equal(np.sort(res.refused_by_method), np.flatnonzero(res.plan.refused))
+    assert m.refused == len(res.refused_by_method)
+    if "model_makespan_s" in res.info:
+        assert res.info["model_makespan_s"] == pytest.approx(m.makespan_s, rel=1e-9)
+
+
+def _two_dc(horizon: float | None, n: int = 40):
+    clusters = [{"name": "a", "dc": "x", "role": "prefill"},
+                {"name": "b", "dc": "y", "role": "decode"},
+                {"name": "c", "dc": "y", "role": "mixed", "prefill_tokens_per_s": 200.0}]
+    links = [{"between": ["x", "y"], "bandwidth_gbps": 0.008, "latency_ms": 5}]
+    reqs = [{"arrival_s": 0.1 * i, "prompt_tokens": 500, "output_tokens": 20} for i in range(n)]
+    top = {"horizon_s": horizon} if horizon is not None else {}
+    return load_scenario(make_scenario(clusters, reqs, links, **top))
+
+
+def test_bandwidth_aware_refuses_what_cannot_fit_and_reports_it():
+    sc = _two_dc(horizon=3.0)
+    res = solve(sc, "bandwidth_aware")
+    m = evaluate(sc, res)
+    assert 0 < m.refused < sc.workload.prompt_tokens.size
+    assert m.within_horizon and m.makespan_s <= 3.0 + 1e-9
+    assert np.array_equal(res.refused_by_method, np.flatnonzero(res.plan.refused))
+    # without admission control everything is served, past the horizon
+    free = solve(sc, "bandwidth_aware", admission=False)
+    assert evaluate(sc, free).refused == 0 and not evaluate(sc, free).within_horizon
+
+
+def test_bandwidth_aware_penalty_moves_kv_off_a_congested_link():
+    sc = _two_dc(horizon=None)
+    g = evaluate(sc, solve(sc, "greedy"))
+    b = evaluate(sc, solve(sc, "bandwidth_aware", weight=50.0))
+    assert b.link_bytes.sum() < g.link_bytes.sum()
+
+
+def test_prfaas_threshold_offloads_long_prompts_only():
+    clusters = [{"name": "local", "dc": "home", "role": "mixed"},
+                {"name": "remote", "dc": "far", "role": "prefill",
+                 "prefill_tokens_per_s": 5000.0}]
+    links = [{"between": ["home", "far"], "bandwidth_gbps": 100, "latency_ms": 10}]
+    reqs = [{"arrival_s": float(i), "prompt_tokens": p, "output_tokens": 5, "origin": "home"}
+            for i, p in enumerate([100, 5000, 200, 8000, 50])]
+    sc = load_scenario(make_scenario(clusters, reqs, links))
+    res = solve(sc, "prfaas", threshold=1000.0)
+    assert res.plan.prefill.tolist() == [0, 1, 0, 1, 0]
+    assert res.plan.decode.tolist() == [0] * 5
+    grid = solve(sc, "prfaas")  # grid search keeps the best threshold it tried
+    assert grid.info["model_makespan_s"] == pytest.approx(
+        min(t["makespan_s"] for t in grid.info["grid"]))
+
+
+def test_options_from_cli_strings_and_unknown_options():
+    sc = scenario("quickstart")
+    assert solve(sc, "dist_sched", balance_abs="5", load="seconds").status == "feasible"
+    with pytest.raises(OptionError):
+        solve(sc, "dist_sched", balance_absolute=5)
+    with pytest.raises(OptionError):
+        solve(sc, "greedy", fast="maybe")
+    assert solve(sc, "cache_aware", style="nope").status == "error"
