@@ -1,0 +1,229 @@
+"""The batch-composition problem of one decode replica, shared by the packers and the exact models.
+
+Per decode replica: the requests assigned to it (placement from a method, then to the replica with
+the least committed KV tokens in arrival order, as the replay dispatches), each a job with a
+release (arrival + its prefill seconds + its KV transfer alone + the route latency), a decode
+duration of D steps of ``step_s(B)`` (the replay's ``decode_step="full"``) and a KV demand that
+grows by one token per step: during its t-th step it holds ``P + t + 1`` tokens.
+
+Time is counted in units of ``u`` decode steps. The growth is cut into K segments: segment k of a
+job of ``Du = ceil(D / u)`` units covers units ``[floor(k Du / K), floor((k+1) Du / K))`` and
+demands ``P + min(D, floor((k+1) Du / K) * u)`` tokens, the most the job can hold by the end of
+that segment (a job starting at a unit boundary has produced at most ``e * u`` tokens after e
+units): each segment bounds the true demand from above, so a schedule that fits the model never
+overflows. A lower bound on any schedule's makespan of the replica (in seconds from 0):
+``max(max_j release_j + D_j, min release + ceil(sum D / B), min release + memory area / cap)``,
+with the exact area ``sum_j D_j (P_j + (D_j + 1) / 2)`` token-steps.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.instance import Instance
+from planner.metrics import prefill_seconds
+from planner.plan import Plan, Result, relative_gap
+from planner.registry import get_method
+
+
+@dataclass
+class ReplicaJobs:
+    cluster: int
+    index: int
+    name: str  # "cluster#k", the plan order key the replay reads
+    req: np.ndarray  # request indices
+    P: np.ndarray  # prompt tokens
+    D: np.ndarray  # output tokens (> 0)
+    release_s: np.ndarray
+    step_s: float
+    cap_tokens: int
+    bcap: int
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.req.shape[0])
+
+    def lower_bound_s(self) -> float:
+        if len(self) == 0:
+            return 0.0
+        st = self.step_s
+        r0 = float(self.release_s.min())
+        own = float((self.release_s + self.D * st).max())
+        count = r0 + math.ceil(float(self.D.sum()) / self.bcap) * st
+        area = float((self.D * (self.P + (self.D + 1) / 2.0)).sum())
+        mem = r0 + area / self.cap_tokens * st
+        return max(own, count, mem)
+
+
+def placement(inst: Instance, method: str, time_limit: float | None) -> Plan:
+    """The placement of ``method`` (a registered placement method, default greedy)."""
+    from planner.api import solve
+
+    if method.startswith("batch_"):
+        raise ValueError("the placement of a batch method must be a placement method")
+    get_method(method)
+    res = solve(inst, method=method, time_limit=time_limit)
+    if res.plan is None:
+        raise RuntimeError(f"placement method {method} found no plan ({res.termination})")
+    return res.plan.copy()
+
+
+def release_times(inst: Instance, plan: Plan) -> np.ndarray:
+    """Earliest decode start of each request if it waited for nothing: arrival + prefill + its
+    transfer alone over the route's slowest link + the route latency."""
+    pre = np.maximum(plan.prefill, 0)
+    dec = np.maximum(plan.decode, 0)
+    t = inst.arrival_s + prefill_seconds(inst, inst.prompt_tokens, pre)
+    if inst.n_links:
+        c = inst.n_clusters
+        inc = inst.pair_links[pre * c + dec].astype(bool)
+        inv = np.where(inc, 1.0 / inst.bandwidth_Bps[None, :], 0.0).max(axis=1)
+        t = t + np.where(pre != dec, inst.kv_bytes * inv, 0.0)
+    return t + inst.route_latency_s[pre, dec]
+
+
+def replica_jobs(inst: Instance, plan: Plan) -> list[ReplicaJobs]:
+    """Decoding requests of every decode cluster dealt to its replicas in arrival order, each to
+    the replica with the least committed tokens (prompt + output)."""
+    rel = release_times(inst, plan)
+    out: list[ReplicaJobs] = []
+    decoding = (plan.prefill >= 0) & (plan.decode >= 0) & (inst.output_tokens > 0)
+    order = np.argsort(inst.arrival_s, kind="stable")
+    kv = inst.kv_bytes_per_token
+    for c in range(inst.n_clusters):
+        if not inst.can_decode[c]:
+            continue
+        nrep = int(inst.replicas[c])
+        rows = order[decoding[order] & (plan.decode[order] == c)]
+        load = [(0.0, k) for k in range(nrep)]
+        heapq.heapify(load)
+        which = np.empty(rows.shape[0], np.int64)
+        size = inst.prompt_tokens[rows] + inst.output_tokens[rows]
+        for i, s in enumerate(size.tolist()):
+            lo, k = heapq.heappop(load)
+            which[i] = k
+            heapq.heappush(load, (lo + s, k))
+        bmax = int(inst.max_batch[c])
+        for k in range(nrep):
+            req = rows[which == k]
+            out.append(ReplicaJobs(
+                c, k, f"{inst.cluster_names[c]}#{k}", req,
+                inst.prompt_tokens[req].astype(np.int64), inst.output_tokens[req].astype(np.int64),
+                rel[req].astype(np.float64), float(inst.step_full_s[c]),
+                int(inst.kv_capacity_bytes[c] // kv), bmax))
+    return out
+
+
+def envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """(duration in units, [(offset, length, demand tokens)] of the non-empty segments)."""
+    du = -(-D // u)
+    k_eff = max(1, min(K, du))
+    segs = []
+    for k in range(k_eff):
+        a, b = (k * du) // k_eff, ((k + 1) * du) // k_eff
+        if b > a:
+            segs.append((a, b - a, int(P + min(D, b * u))))
+    return du, segs
+
+
+def list_schedule_reserve(job: ReplicaJobs, order: np.ndarray) -> np.ndarray:
+    """Strict-order list schedule with whole-decode reservations (K = 1: each job holds P + D from
+    its start): start times in seconds, non-decreasing along ``order``. Feasible in every K."""
+    st = job.step_s
+    start = np.zeros(len(job))
+    running: list[tuple[float, int]] = []  # (end, tokens)
+    used = 0
+    t = 0.0
+    for j in order.tolist():
+        need = int(job.P[j] + job.D[j])
+        t = max(t, float(job.release_s[j]))
+        while running and (len(running) >= job.bcap or used + need > job.cap_tokens):
+            end, tok = heapq.heappop(running)
+            used -= tok
+            t = max(t, end)
+        while running and running[0][0] <= t:
+            end, tok = heapq.heappop(running)
+            used -= tok
+        start[j] = t
+        heapq.heappush(running, (t + float(job.D[j]) * st, need))
+        used += need
+    return start
+
+
+def sgs_units(job: ReplicaJobs, order: np.ndarray, u: int, K: int, rel_u: np.ndarray,
+              horizon: int) -> np.ndarray | None:
+    """Serial schedule generation in units: each job in ``order`` at its earliest start where its
+    K-segment envelope and the batch size fit (the usage profile kept as arrays). None if the
+    horizon is too short."""
+    mem = np.zeros(horizon + 1, np.int64)
+    cnt = np.zeros(horizon + 1, np.int64)
+    start = np.zeros(len(job), np.int64)
+    for j in order.tolist():
+        du, segs = envelope(int(job.P[j]), int(job.D[j]), u, K)
+        last = horizon - du
+        if last < rel_u[j]:
+            return None
+        ok = np.ones(last - rel_u[j] + 1, bool)
+        s0 = int(rel_u[j])
+        for a, ln, d in segs + [(0, du, -1)]:
+            bad = (cnt >= job.bcap) if d < 0 else (mem > job.cap_tokens - d)
+            cs = np.concatenate([[0], np.cumsum(bad)])
+            lo = np.arange(s0, last + 1) + a
+            ok &= (cs[lo + ln] - cs[lo]) == 0
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return None
+        s = s0 + int(idx[0])
+        start[j] = s
+        for a, ln, d in segs:
+            mem[s + a:s + a + ln] += d
+        cnt[s:s + du] += 1
+    return start
+
+
+def build_result(name: str, inst: Instance, plan: Plan, jobs: list[ReplicaJobs],
+                 starts: list[np.ndarray], objective: str, statuses: list[str],
+                 bounds: list[float], reserve: bool, wall_note: str,
+                 ties: list[np.ndarray] | None = None) -> Result:
+    """Fill ``plan.order`` (per replica, requests by planned start) and report objective, bound
+    and gap of the batch problem (makespan: max over replicas; mean completion over requests)."""
+    order: dict[str, list] = {}
+    ends_all: list[np.ndarray] = []
+    makespans = []
+    for i, (job, st) in enumerate(zip(jobs, starts, strict=True)):
+        if len(job) == 0:
+            continue
+        seq = np.lexsort((job.release_s if ties is None else ties[i], st))
+        order[job.name] = job.req[seq].tolist()
+        ends = st + job.D * job.step_s
+        ends_all.append(ends)
+        makespans.append(float(ends.max()))
+    if reserve:
+        order["_admission"] = ["reserve"]
+    plan.order = order
+    ends = np.concatenate(ends_all) if ends_all else np.zeros(0)
+    if objective == "makespan":
+        obj = max(makespans, default=0.0)
+        bound = max(bounds, default=0.0)
+    else:
+        obj = float(ends.mean()) if ends.size else 0.0
+        n = max(1, ends.size)
+        bound = float(sum(bounds) / n)
+    gap = relative_gap(obj, bound)
+    opt = all(s == "optimal" for s in statuses)
+    status = "optimal" if opt or gap == 0.0 else "feasible"
+    return Result(name, status, plan, objective=obj, bound=bound, gap=gap,
+                  termination=f"batch {objective} of the decode replicas (KV growth model, "
+                  f"seconds); {wall_note}",
+                  info={"batch_objective": objective,
+                        "replicas": {j.name: {"requests": len(j), **j.info} for j in jobs}})
+
+
+def completion_bound(job: ReplicaJobs) -> float:
+    """Lower bound on the sum of completion times of a replica's jobs (seconds): each job ends no
+    earlier than its release plus its own decode."""
+    return float((job.release_s + job.D * job.step_s).sum())
