@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -33,6 +34,13 @@ OPTIONS = {"placement": "greedy", "objective": "makespan", "time_limit": 10.0, "
 
 def solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float,
                   workers: int) -> tuple[np.ndarray, str, float]:
+    with warnings.catch_warnings():  # PuLP 3.3 announces its 4.0 API on every variable
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return _solve_replica(job, objective, K, max_slots, time_limit, workers)
+
+
+def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float,
+                   workers: int) -> tuple[np.ndarray, str, float]:
     import pulp
 
     u, rel_u, horizon, fcfs = unit_grid(job, max_slots)
