@@ -61,8 +61,21 @@ CSV_FIELDS = (
     "gap_to_best_bound", "makespan_s", "bottleneck", "cost_usd", "rent_usd", "egress_usd",
     "served", "refused", "peak_link_utilization", "kv_memory_time_GBs",
     "peak_kv_memory_utilization", "prefix_tokens_reused", "solve_wall_s", "termination",
+    # from the replay, when it ran (blank otherwise)
+    "replay_makespan_s", "ttft_p99_s", "tpot_p99_s", "latency_p99_s", "preemptions",
+    "goodput_fraction",
 )
-PERCENT = {"gap_to_best_bound", "peak_link_utilization", "peak_kv_memory_utilization"}
+# the replay's columns in the report: (CSV key, header with unit, key in the replay's stats)
+REPLAY_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("replay_makespan_s", "replay makespan (s)", "makespan_s"),
+    ("ttft_p99_s", "TTFT p99 (s)", "ttft_s_p99"),
+    ("tpot_p99_s", "TPOT p99 (s)", "tpot_s_p99"),
+    ("latency_p99_s", "latency p99 (s)", "latency_s_p99"),
+    ("preemptions", "preemptions", "preemptions"),
+    ("goodput_fraction", "goodput (% within SLO)", "goodput_fraction"),
+)
+PERCENT = {"gap_to_best_bound", "peak_link_utilization", "peak_kv_memory_utilization",
+           "goodput_fraction"}
 
 
 def default_methods() -> list[str]:
@@ -293,6 +306,9 @@ def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 prefix_tokens_reused=met["prefix_tokens_reused"],
                 gap_to_best_bound=relative_gap(met["objective"], bb, sense),
             )
+        stats = (m.get("replay") or {}).get("stats") or {}
+        for key, _, skey in REPLAY_COLUMNS:
+            row[key] = stats.get(skey)
         rows.append(row)
     return rows
 

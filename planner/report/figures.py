@@ -194,6 +194,8 @@ def heatmap(m: dict[str, Any]) -> go.Figure | None:
     hm = m.get("heatmap")
     if not isinstance(hm, dict):
         return None
+    if {"best_prefill", "best_decode", "cluster_names"} <= hm.keys():
+        return _policy_heatmap(m["method"], hm)
     grids = {k: v for k, v in hm.items() if _is_grid(v)}
     numeric = {k: v for k, v in grids.items() if _numeric_grid(v)}
     labels = {k: v for k, v in grids.items() if k not in numeric}
@@ -235,6 +237,44 @@ def heatmap(m: dict[str, Any]) -> go.Figure | None:
                    yaxis={"title": f"prefill length bucket ({pre or 'index'})"})
 
 
+def _edges_ticks(e: list[float], count: int) -> list[str]:
+    if len(e) < count + 1:
+        return [str(i) for i in range(count)]
+    return [f"{e[i]:,.0f}-{e[i + 1]:,.0f}" for i in range(count)]
+
+
+def _policy_heatmap(method: str, hm: dict[str, Any]) -> go.Figure | None:
+    """planner.heuristics.heatmap's grid: cell text = best prefill -> decode cluster, colour =
+    margin to the second best (seconds), hover with the best cost and the requests per cell."""
+    names = hm["cluster_names"]
+    bp, bd = hm["best_prefill"], hm["best_decode"]
+    if not _is_grid(bp):
+        return None
+    rows, cols = len(bp), len(bp[0])
+
+    def name(i: Any) -> str:
+        return names[i] if isinstance(i, int) and 0 <= i < len(names) else "-"
+
+    text = [[f"{name(bp[r][c])}→{name(bd[r][c])}" for c in range(cols)] for r in range(rows)]
+    z = hm.get("margin") if _numeric_grid(hm.get("margin")) else [[0] * cols for _ in range(rows)]
+    best = hm.get("best_cost") if _numeric_grid(hm.get("best_cost")) else z
+    counts = hm.get("counts") if _numeric_grid(hm.get("counts")) else [[None] * cols] * rows
+    custom = [[[best[r][c], counts[r][c]] for c in range(cols)] for r in range(rows)]
+    unit = "s" if hm.get("cost") in ("latency", "makespan", None) else ""
+    fig = go.Figure(go.Heatmap(
+        z=z, x=_edges_ticks(hm.get("decode_edges", []), cols),
+        y=_edges_ticks(hm.get("prefill_edges", []), rows), text=text, customdata=custom,
+        texttemplate="%{text}" if rows * cols <= 256 else None, textfont={"size": 9},
+        colorscale="Blues", colorbar={"title": f"margin ({unit})" if unit else "margin"},
+        hovertemplate="prompt %{y} tokens, output %{x} tokens<br>best %{text}<br>cost "
+                      "%{customdata[0]:.4g}, margin %{z:.3g}<br>%{customdata[1]} requests"
+                      "<extra></extra>"))
+    return _layout(fig, f"Heatmap used by {method}: best (prefill → decode) per request shape "
+                   f"(cost: {hm.get('cost', '?')})", height=360 + 24 * rows,
+                   xaxis={"title": "output tokens (bucket)", "type": "category"},
+                   yaxis={"title": "prompt tokens (bucket)", "type": "category"})
+
+
 def replay_figures(data: dict[str, Any]) -> list[go.Figure]:
     """Latency CDFs and memory timelines from each method's replay summary (see
     :mod:`planner.report.replay`)."""
@@ -259,7 +299,8 @@ def replay_figures(data: dict[str, Any]) -> list[go.Figure]:
         for name, tl in mem:
             for k, series in list(tl.items())[:12]:
                 fig.add_trace(go.Scatter(x=series["t"], y=[b / 1e9 for b in series["bytes"]],
-                                         mode="lines", name=f"{name}: {k}"))
-        figs.append(_layout(fig, "Replay: KV memory over time", xaxis={"title": "time (s)"},
-                            yaxis={"title": "KV cache (GB)"}))
+                                         mode="lines", line={"color": col[name]},
+                                         name=name if k == "all replicas" else f"{name}: {k}"))
+        figs.append(_layout(fig, "Replay: KV cache held over time (all replicas)",
+                            xaxis={"title": "time (s)"}, yaxis={"title": "KV cache (GB)"}))
     return figs

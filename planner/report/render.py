@@ -14,7 +14,7 @@ from jinja2 import DictLoader, Environment, select_autoescape
 from markupsafe import Markup
 
 from planner.report import figures, templates
-from planner.report.compare import COLUMNS, PERCENT, best_in_columns, output_paths
+from planner.report.compare import COLUMNS, PERCENT, REPLAY_COLUMNS, best_in_columns, output_paths
 
 
 @cache
@@ -46,7 +46,7 @@ def cell(x: Any, key: str) -> str:
         return "-"
     if key in PERCENT:
         return f"{100 * x:.2f}"
-    if key in ("served", "refused"):
+    if key in ("served", "refused", "preemptions"):
         return f"{int(x):,}"
     return num(x)
 
@@ -118,7 +118,9 @@ def render_compare(data: dict[str, Any]) -> str:
         data=data, sc=sc, wl=sc["workload"], rows=rows, columns=COLUMNS,
         best=best_in_columns(rows), failed=[m for m in data["methods"] if not m.get("metrics")],
         total_replicas=sum(c["replicas"] for c in sc["clusters"]), heatmaps=heatmaps,
-        replay_charts=replay_ids, chart=charts.chart, has_chart=charts.has,
+        replay_charts=replay_ids, replay_columns=[c[:2] for c in REPLAY_COLUMNS],
+        replay_rows=[r for r in rows if any(r.get(c[0]) is not None for c in REPLAY_COLUMNS)],
+        chart=charts.chart, has_chart=charts.has,
         figures=charts.blocks(), plotly_js=plotly_js(),
         files=files,
     )

@@ -10,7 +10,8 @@ Two functions, both small, both for the replay's author to extend:
 The summary dict has these optional keys (anything missing is simply not drawn):
 
     {"cdf": {"ttft_s": {"x": [...], "p": [...]}, "tpot_s": {...}, "latency_s": {...}},
-     "stats": {"ttft_s_p50": ..., "latency_s_p99": ..., "makespan_s": ..., "preemptions": ...},
+     "stats": {"ttft_s_p50": ..., "latency_s_p99": ..., "makespan_s": ..., "preemptions": ...,
+               "goodput": ..., "goodput_fraction": ..., "completed": ...},
      "memory": {"REPLICA OR CLUSTER": {"t": [...], "bytes": [...]}, ...}}
 
 While ``planner.simulate`` is not importable the report says so and carries no replay figures.
@@ -78,30 +79,54 @@ def _downsample(t: Any, y: Any, points: int = TIMELINE_POINTS) -> dict[str, list
     return {"t": t.tolist(), "bytes": y.tolist()}
 
 
+def _total_memory(replicas: Any, points: int = TIMELINE_POINTS) -> dict[str, list[float]] | None:
+    """The KV bytes held by all replicas together over time (each timeline is linear between
+    its samples, so they are summed on the union of their instants)."""
+    lines = [(np.asarray(r.memory_t, np.float64), np.asarray(r.memory_bytes, np.float64))
+             for r in replicas if len(getattr(r, "memory_t", ())) > 0]
+    if not lines:
+        return None
+    grid = np.unique(np.concatenate([t for t, _ in lines]))
+    total = sum(np.interp(grid, t, y, left=0.0, right=0.0) for t, y in lines)
+    return _downsample(grid, total, points)
+
+
 def summarize_replay(rep: Any) -> dict[str, Any]:
-    """Read the replay's result by attribute or key: per-request arrays ``ttft_s``, ``tpot_s``,
-    ``latency_s``; ``memory_timelines`` as {name: (t, bytes)} or {name: {"t", "bytes"}};
-    scalars ``makespan_s``, ``preemptions``, ``goodput``. Extend here as the replay grows."""
+    """JSON-able summary of a replay. Reads ``planner.simulate.Replay`` (``requests`` arrays
+    ``ttft_s``/``tpot_s``/``e2e_s``/``status``, ``replicas`` with memory timelines,
+    ``summary()``); anything else by attribute or key (``ttft_s``, ``tpot_s``, ``latency_s``,
+    ``memory_timelines`` {name: (t, bytes)}, ``makespan_s``, ``preemptions``, ``goodput``).
+    Extend here as the replay grows."""
     out: dict[str, Any] = {"cdf": {}, "stats": {}, "memory": {}}
-    for key in PER_REQUEST:
-        v = _get(rep, key)
-        if v is None:
-            continue
-        c = cdf(v)
-        if c:
-            out["cdf"][key] = c
-            q = np.quantile(np.asarray(c["x"]), [0.5, 0.9, 0.99]) if c["x"] else []
-            for name, val in zip(("p50", "p90", "p99"), q, strict=False):
-                out["stats"][f"{key}_{name}"] = float(val)
-    for key in ("makespan_s", "preemptions", "goodput"):
-        v = _get(rep, key)
-        if isinstance(v, (int, float, np.integer, np.floating)):
+    reqs = _get(rep, "requests")
+    if isinstance(reqs, dict):
+        done = np.asarray(reqs.get("status", [])) == "done" if "status" in reqs else None
+        for key, name in (("ttft_s", "ttft_s"), ("tpot_s", "tpot_s"), ("e2e_s", "latency_s")):
+            if key in reqs:
+                v = np.asarray(reqs[key], np.float64)
+                out["cdf"][name] = cdf(v[done] if done is not None else v)
+        out["cdf"] = {k: v for k, v in out["cdf"].items() if v}
+    else:
+        for key in PER_REQUEST:
+            v = _get(rep, key)
+            c = cdf(v) if v is not None else None
+            if c:
+                out["cdf"][key] = c
+    for key, c in out["cdf"].items():
+        x = np.asarray(c["x"])
+        for name, q in (("p50", 0.5), ("p99", 0.99)):
+            out["stats"][f"{key}_{name}"] = float(np.quantile(x, q))
+    summary = rep.summary() if hasattr(rep, "summary") else {}
+    for key in ("makespan_s", "preemptions", "goodput", "goodput_fraction", "completed"):
+        v = summary.get(key, _get(rep, key))
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
             out["stats"][key] = float(v)
-    mem = _get(rep, "memory_timelines") or {}
-    for name, tl in dict(mem).items():
-        if isinstance(tl, dict):
-            out["memory"][str(name)] = _downsample(tl.get("t", []), tl.get("bytes", []))
-        else:
-            t, y = tl
-            out["memory"][str(name)] = _downsample(t, y)
+    replicas = _get(rep, "replicas")
+    if replicas:
+        total = _total_memory(replicas)
+        if total:
+            out["memory"]["all replicas"] = total
+    for name, tl in dict(_get(rep, "memory_timelines") or {}).items():
+        t, y = (tl.get("t", []), tl.get("bytes", [])) if isinstance(tl, dict) else tl
+        out["memory"][str(name)] = _downsample(t, y)
     return out

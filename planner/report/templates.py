@@ -98,6 +98,14 @@ Peak link utilisation and KV memory-time use are shares of the plan's period
 {{ chart("incumbent_bound") or '<p class="note">No exact method reported an incumbent history.</p>' | safe }}
 
 <h2>Replay</h2>
+{% if replay_rows %}
+<table>
+<tr><th class="name">method</th>{% for key, header in replay_columns %}<th>{{ header }}</th>{% endfor %}</tr>
+{% for r in replay_rows %}<tr><td class="name">{{ r.method }}</td>{% for key, header in replay_columns %}<td>{{ r[key] | cell(key) }}</td>{% endfor %}</tr>
+{% endfor %}
+</table>
+<p class="meta">The discrete-event replay of each plan (<code>planner simulate</code>): queues, continuous batching, KV growth, link transfers.</p>
+{% endif %}
 {% if replay_charts %}{% for id in replay_charts %}{{ chart(id) }}{% endfor %}
 {% elif data.replay_available %}<p class="note">The replay produced no figures for these plans.</p>
 {% else %}<p class="note">The discrete-event replay (<code>planner.simulate</code>) is not installed in this

@@ -1,0 +1,170 @@
+"""planner compare: files written, numbers equal to `planner evaluate`, the page a pure function
+of its JSON, failed methods shown, atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner import cli
+from planner.plan import Plan, Result
+from planner.registry import _REGISTRY, register
+from planner.report.compare import default_methods, run_methods
+from planner.report.io import write_text_atomic
+from planner.report.render import render_compare
+from conftest import SCENARIOS, make_scenario
+
+QUICKSTART = SCENARIOS / "quickstart.yaml"
+TIME_LIMIT = "3"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("compare") / "quickstart.html"
+    rc = cli.main(["compare", str(QUICKSTART), "--time-limit", TIME_LIMIT, "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    return {"html": out, "csv": out.with_suffix(".csv"), "json": out.with_suffix(".json"),
+            "plans": out.parent / "quickstart.plans"}
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_compare_writes_html_csv_json(report: dict[str, Path]) -> None:
+    for key in ("html", "csv", "json"):
+        assert report[key].is_file() and report[key].stat().st_size > 0
+    html = report["html"].read_text(encoding="utf-8")
+    data = json.loads(report["json"].read_text(encoding="utf-8"))
+    names = [m["method"] for m in data["methods"]]
+    assert names == sorted(set(default_methods()), key=names.index)  # every default method ran
+    assert html.count("plotly.js v") == 1  # the bundle, embedded once
+    assert "<script src=" not in html and "cdn.plot.ly/plotly" not in html.split("</head>")[1]
+    for m in names:
+        assert f'<td class="name">{m}</td>' in html
+    assert "★" in html
+
+
+def test_compare_numbers_agree_with_evaluate(report: dict[str, Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data = json.loads(report["json"].read_text(encoding="utf-8"))
+    with open(report["csv"], encoding="utf-8") as fh:
+        rows = {r["method"]: r for r in csv.DictReader(fh)}
+    checked = 0
+    for m in data["methods"]:
+        if m["metrics"] is None:
+            assert rows[m["method"]]["makespan_s"] == ""
+            continue
+        plan = report["json"].parent / m["plan_file"]
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(QUICKSTART), str(plan), "--json"]) == 0
+        ev = json.loads(capsys.readouterr().out)
+        for key in ("makespan_s", "cost", "served", "refused", "objective"):
+            assert _close(m["metrics"][key], ev[key]), (m["method"], key)
+        for name, c in ev["clusters"].items():
+            assert _close(m["metrics"]["clusters"][name]["load_s"], c["load_s"])
+            assert _close(m["metrics"]["clusters"][name]["memory_load_s"], c["memory_load_s"])
+        for name, lk in ev["links"].items():
+            assert _close(m["metrics"]["links"][name]["utilization"], lk["utilization"])
+        row = rows[m["method"]]
+        assert _close(float(row["makespan_s"]), ev["makespan_s"])
+        assert _close(float(row["cost_usd"]), ev["cost"])
+        assert int(row["served"]) == ev["served"] and int(row["refused"]) == ev["refused"]
+        peak = max((lk["utilization"] for lk in ev["links"].values()), default=0.0)
+        assert _close(float(row["peak_link_utilization"]), peak)
+        checked += 1
+    assert checked >= 3
+
+
+def test_report_is_a_pure_function_of_its_json(report: dict[str, Path]) -> None:
+    data = json.loads(report["json"].read_text(encoding="utf-8"))
+    assert render_compare(data) == report["html"].read_text(encoding="utf-8")
+
+
+@pytest.fixture
+def flaky_methods():
+    @register("_test_boom", "raises")
+    def boom(inst, **_):
+        raise RuntimeError("solver exploded <b>here</b>")
+
+    @register("_test_timeout", "times out", kind="exact")
+    def slow(inst, **_):
+        return Result("_test_timeout", "timeout_no_solution", None,
+                      termination="time limit 0.1 s reached before any solution")
+
+    @register("_test_heatmap", "a plan with a heatmap")
+    def hm(inst, **_):
+        class Heat:
+            def to_dict(self):
+                return {"prefill_edges": [0, 100, 1000], "decode_edges": [0, 10, 100],
+                        "best": [[["a", "a"], ["a", "a"]], [["a", "a"], ["a", "a"]]],
+                        "margin": [[0.1, 0.2], [0.3, 0.4]]}
+
+        res = Result("_test_heatmap", "feasible", Plan(np.zeros(inst.n_requests),
+                                                       np.zeros(inst.n_requests)))
+        res.info["heatmap"] = Heat()
+        res.history = [(0.0, 5.0, 1.0), (0.5, 4.0, 2.0)]
+        return res
+
+    yield
+    for name in ("_test_boom", "_test_timeout", "_test_heatmap"):
+        _REGISTRY.pop(name, None)
+
+
+def test_failed_and_timed_out_methods_are_shown(flaky_methods, tmp_path: Path) -> None:
+    sc = make_scenario([{"name": "a"}], [{"prompt_tokens": 100, "output_tokens": 10}] * 3)
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(sc))
+    out = tmp_path / "r" / "tiny.html"
+    rc = cli.main(["compare", str(path), "--methods", "_test_boom,greedy,_test_timeout,_test_heatmap",
+                   "--out", str(out), "--no-progress"])
+    assert rc == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    status = {m["method"]: m["status"] for m in data["methods"]}
+    assert status == {"_test_boom": "error", "greedy": "feasible",
+                      "_test_timeout": "timeout_no_solution", "_test_heatmap": "feasible"}
+    html = out.read_text()
+    assert "solver exploded &lt;b&gt;here&lt;/b&gt;" in html  # reason shown, escaped
+    assert "time limit 0.1 s reached before any solution" in html
+    assert "Heatmap used by _test_heatmap" in html and "incumbent" in html
+
+
+def test_bad_method_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = cli.main(["compare", str(QUICKSTART), "--methods", "greedy,nope", "--out",
+                   str(tmp_path / "x.html"), "--no-progress"])
+    assert rc == 2
+    assert "--methods: --methods: unknown method" in capsys.readouterr().err
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_atomic_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "r.html"
+    target.write_text("good")
+
+    class Boom(str):
+        pass
+
+    with pytest.raises(TypeError):
+        write_text_atomic(target, 12345)  # type: ignore[arg-type]  (fails mid-write)
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+
+
+def test_run_methods_without_files() -> None:
+    sc = make_scenario([{"name": "a"}, {"name": "b", "dc": "dc1"}],
+                       [{"prompt_tokens": 100, "output_tokens": 10, "origin": "dc0"}] * 4,
+                       links=[{"between": ["dc0", "dc1"], "bandwidth_gbps": 1}])
+    from planner.scenario.load import load_scenario
+
+    data = run_methods(load_scenario(sc), ["greedy", "round_robin"], time_limit=1)
+    assert [r["method"] for r in data["table"]] == ["greedy", "round_robin"]
+    assert all(r["served"] == 4 for r in data["table"])
+    assert "<html" in render_compare(data)
