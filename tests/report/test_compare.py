@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SCENARIOS, make_scenario
 
 from planner import cli
 from planner.plan import Plan, Result
@@ -17,7 +18,6 @@ from planner.registry import _REGISTRY, register
 from planner.report.compare import default_methods, run_methods
 from planner.report.io import write_text_atomic
 from planner.report.render import render_compare
-from conftest import SCENARIOS, make_scenario
 
 QUICKSTART = SCENARIOS / "quickstart.yaml"
 TIME_LIMIT = "3"

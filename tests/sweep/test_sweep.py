@@ -1,0 +1,209 @@
+"""Sweeps: resumable after a kill (only missing points recomputed, counted), Ray and the process
+pool give the same table, bad sweep files give clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_scenario
+
+from planner import cli
+from planner.sweep import SweepError, load_sweep, run_sweep
+from planner.sweep.engine import ray_plan
+from planner.sweep.store import FIELDS, ResultStore
+
+COMPARED = ("status", "objective", "makespan_s", "cost_usd", "served", "refused", "bottleneck",
+            "peak_link_utilization", "scenario", "overrides", "method")
+
+
+def _scenario(tmp: Path, requests: int = 6) -> Path:
+    sc = make_scenario(
+        [{"name": "p0", "role": "prefill"}, {"name": "d0", "role": "decode"},
+         {"name": "m1", "dc": "dc1", "replicas": 2}],
+        [{"prompt_tokens": 100 + 37 * i, "output_tokens": 10 + i, "arrival_s": i * 0.1,
+          "origin": "dc0"} for i in range(requests)],
+        links=[{"between": ["dc0", "dc1"], "bandwidth_gbps": 1, "latency_ms": 5}],
+    )
+    path = tmp / "base.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    return path
+
+
+def _sweep(tmp: Path, grid: dict | None = None, methods=("greedy", "round_robin"), **extra) -> Path:
+    _scenario(tmp)
+    doc = {"name": "t", "scenario": "base.yaml", "methods": list(methods),
+           "grid": grid if grid is not None else {
+               "links[0].bandwidth_gbps": [0.001, 1, 100],
+               "datacenters[1].clusters[0].replicas": [1, 2]}, **extra}
+    path = tmp / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_sweep_recomputes_only_missing_points(tmp_path: Path) -> None:
+    path = _sweep(tmp_path)
+    total = 3 * 2 * 2
+    seen = []
+
+    def stop_after_5(event, info):
+        if event == "row":
+            seen.append(info["row"]["key"])
+            if len(seen) == 5:
+                raise Interrupt  # the sweep dies here, as if killed
+    with pytest.raises(Interrupt):
+        run_sweep(path, progress=stop_after_5, report=False)
+    assert len(ResultStore(tmp_path / "t.results.csv")) == 5  # every finished point kept
+
+    run = run_sweep(path)
+    assert (run.total, run.reused, run.computed) == (total, 5, total - 5)
+    assert len(run.table) == total and run.report is not None and run.report.is_file()
+    again = run_sweep(path, report=False)
+    assert (again.reused, again.computed) == (total, 0)
+    # a changed option is a new point; the old rows stay
+    doc = yaml.safe_load(path.read_text())
+    doc["time_limit"] = 7
+    path.write_text(yaml.safe_dump(doc))
+    assert run_sweep(path, report=False, limit=3).computed == 3
+
+
+def test_killed_sweep_process_resumes(tmp_path: Path) -> None:
+    """SIGKILL the CLI mid-sweep, cut its last row short, restart: only the missing points run."""
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [0.001, 0.01, 0.1, 1, 10, 100],
+                                  "workload.time_scale": [0.5, 1, 2]})
+    csv_path = tmp_path / "t.results.csv"
+    total = 6 * 3 * 2
+    proc = subprocess.Popen([sys.executable, "-m", "planner", "sweep", str(path), "--no-report",
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if csv_path.exists() and csv_path.read_text().count("\n") >= 4:  # header + 3 rows
+            break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with open(csv_path, "a") as fh:  # a row cut short by the kill
+        fh.write("deadbeef,base,{\"links[0")
+    done = len(ResultStore(csv_path))
+    assert 3 <= done <= total
+    print(f"killed after {done} of {total} points")
+    run = run_sweep(path, report=False)
+    assert run.computed == total - done and run.reused == done
+    lines = csv_path.read_text().splitlines()
+    assert len(lines) == total + 1 and len({ln.split(",")[0] for ln in lines[1:]}) == total
+
+
+def test_ray_gives_the_same_table_as_the_pool(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]'; .ci/run does it)")
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [0.001, 100]})
+    pool = run_sweep(path, workers=2, out=tmp_path / "pool.csv", report=False)
+    ray = run_sweep(path, workers=2, engine_name="ray", out=tmp_path / "ray.csv", report=False)
+    assert pool.computed == ray.computed == 4
+
+    def table(run):
+        return {r["key"]: {k: r[k] for k in COMPARED} for r in run.table}
+
+    assert table(pool) == table(ray)
+    assert {r["worker"] for r in pool.table} and all(r["status"] == "feasible" for r in ray.table)
+
+
+def test_ray_plan_never_oversubscribes() -> None:
+    for cpus in (1, 2, 8, 64):
+        for threads in (1, 2, 3, 8, 100):
+            for workers in (None, 1, 4, 1000):
+                t, n = ray_plan(cpus, threads, workers)
+                assert t * n <= cpus and n >= 1 and t >= 1
+
+
+def _errors(path: Path, capsys) -> list[str]:
+    assert cli.main(["sweep", str(path), "--no-progress"]) == 2
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_unknown_override_paths(tmp_path: Path, capsys) -> None:
+    path = _sweep(tmp_path, grid={"links[3].bandwidth_gbps": [1, 2],
+                                  "datacenters[0].clusters[0].replicaz": [1],
+                                  "workload.speed": [1],
+                                  "links[0]..x": [1]})
+    err = _errors(path, capsys)
+    f = str(path)
+    assert err == [
+        f"{f}: grid.links[3].bandwidth_gbps: unknown override path: links has 1 entries, no index "
+        "3 ('links[3].bandwidth_gbps')",
+        f"{f}: grid.datacenters[0].clusters[0].replicaz: unknown override path: no field "
+        "'replicaz' in datacenters[0].clusters[0] (known: accelerator, cost_per_hour, "
+        "decode_step_base_s, decode_step_per_seq_s, decode_tokens_per_s, hbm_gb, "
+        "kv_capacity_gb, max_batch_size, name, prefill_tokens_per_s, replicas, role) "
+        "('datacenters[0].clusters[0].replicaz')",
+        f"{f}: grid.workload.speed: unknown override path: no field 'speed' in workload (known: "
+        "file, requests, synthetic, time_scale) ('workload.speed')",
+        f"{f}: grid.links[0]..x: not an override path (e.g. links[0].bandwidth_gbps) "
+        "('links[0]..x')",
+    ]
+
+
+def test_empty_grid_and_other_bad_files(tmp_path: Path, capsys) -> None:
+    f = str(_sweep(tmp_path, grid={}))
+    assert _errors(Path(f), capsys) == [
+        f"{f}: grid: empty grid: give at least one override path with values ({{}})"]
+    _sweep(tmp_path, grid={"links[0].bandwidth_gbps": []})
+    assert _errors(Path(f), capsys) == [f"{f}: grid.links[0].bandwidth_gbps: no values ([])"]
+    _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [-1, 5],
+                           "datacenters[0].clusters[0].accelerator": ["h100", "tpu-v9"]},
+           methods=["greedy", "nope"])
+    err = _errors(Path(f), capsys)
+    assert err[0].startswith(f"{f}: methods[1]: unknown method (known: ") and err[0].endswith("('nope')")
+    _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [-1, 5],
+                           "datacenters[0].clusters[0].accelerator": ["h100", "tpu-v9"]})
+    err = _errors(Path(f), capsys)
+    assert err[0] == (f"{f}: grid.links[0].bandwidth_gbps[0]: base: links[0].bandwidth_gbps: "
+                      "Input should be greater than 0 (-1)")
+    assert err[1].startswith(f"{f}: grid.datacenters[0].clusters[0].accelerator[1]: base: "
+                             "datacenters[0].clusters[0].accelerator: unknown accelerator card")
+    assert err[1].endswith("('tpu-v9')")
+    (tmp_path / "sweep.yaml").write_text("name: x\nscenario: base.yaml\nmethods: [greedy]\n")
+    assert _errors(Path(f), capsys) == [
+        f"{f}: grid: a sweep over one scenario needs a grid of overrides (missing)"]
+    (tmp_path / "sweep.yaml").write_text("scenario: nothere.yaml\nmethods: [greedy]\ngrid: {a: [1]}\n"
+                                         "typo: 1\n")
+    assert _errors(Path(f), capsys) == [f"{f}: typo: unknown field (1)"]
+
+
+def test_folder_of_scenarios(tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in (1, 2):
+        sc = make_scenario([{"name": "a", "replicas": k}], [{"prompt_tokens": 100}] * 3,
+                           name=f"s{k}")
+        (folder / f"s{k}.json").write_text(json.dumps(sc))
+    path = tmp_path / "sweep.yaml"
+    path.write_text("scenarios: many\nmethods: [greedy]\n")
+    sw = load_sweep(path)
+    assert [b.label for b in sw.bases] == ["s1", "s2"] and sw.axes == []
+    run = run_sweep(sw)
+    assert run.computed == 2 and {r["scenario"] for r in run.table} == {"s1", "s2"}
+    assert run.report.is_file()
+
+
+def test_store_header(tmp_path: Path) -> None:
+    p = tmp_path / "x.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a sweep results table"):
+        ResultStore(p)
+    assert FIELDS[0] == "key"
+
+
+def test_sweep_error_type(tmp_path: Path) -> None:
+    with pytest.raises(SweepError):
+        load_sweep(_sweep(tmp_path, grid={}))
