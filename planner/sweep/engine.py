@@ -84,13 +84,20 @@ def run_local(tasks: Tasks) -> Iterator[dict[str, Any]]:
         yield run_point(t)
 
 
+def _init_worker(level: int) -> None:
+    """A spawned worker logs like its parent (same level, to stderr)."""
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
 def run_pool(tasks: Tasks, workers: int) -> Iterator[dict[str, Any]]:
     """A spawn process pool (never fork: solvers hold threads). At most ``2 * workers`` tasks are
     queued at once, so an interrupted sweep does not leave a long queue behind."""
     ctx = get_context("spawn")
     pending: set[Future] = set()
     it = iter(tasks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    level = logging.getLogger().getEffectiveLevel()
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(level,)) as pool:
         try:
             for t in it:
                 pending.add(pool.submit(run_point, t))

@@ -26,7 +26,8 @@ def frame(table: list[dict[str, Any]], axes: list[str]) -> pd.DataFrame:
         d = {k: v for k, v in r.items() if k not in ("overrides", "options")}
         ov = r.get("overrides") or {}
         for a in axes:
-            d[a] = ov.get(a)
+            v = ov.get(a)
+            d[a] = json.dumps(v, sort_keys=True) if isinstance(v, (list, dict)) else v
         d["point"] = r["scenario"] + "".join(f" {a}={ov.get(a)}" for a in axes)
         rows.append(d)
     return pd.DataFrame(rows)
