@@ -9,7 +9,9 @@ Two exact implementations of the same rule:
 - a pool path, when every cluster is an identical mixed cluster and no prefix is cached: a heap
   of compute loads, whose top is provably the earliest finish unless KV memory binds on it (then
   a scan); this is Graham's list scheduling, (2 - 1/m) of the optimum on compute.
-- the general path: a vectorized finish time over all choices per request.
+- the general path: the compiled kernel of :mod:`planner.heuristics._kernels` (best choice per
+  datacenter pair), or its Python reference, a vectorized finish time over all choices per
+  request (``fast=False``); both make the same decisions (tested).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 
 import numpy as np
 
+from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, LoadState, arrival_order, choice_pairs
 from planner.instance import Instance
 from planner.metrics import decode_work_seconds, kv_memory_time, prefill_seconds
@@ -94,10 +97,23 @@ def _pool(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
 
 def place(inst: Instance, order: np.ndarray, fast: bool = True
           ) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Earliest-finish placement of requests in ``order``: (prefill, decode, own makespan, path)."""
+    """Earliest-finish placement of requests in ``order``: (prefill, decode, own makespan, path).
+    ``fast``: the heap path on a pool, else the compiled kernel (same decisions as the Python
+    reference ``place_reference``, tested); ``fast=False`` runs the reference."""
     if fast and is_pool(inst):
         pre, dec, ms = _pool(inst, order)
         return pre, dec, ms, "pool-heap"
+    if fast:
+        pr = _kernels.prepare(inst)
+        if pr is not None:
+            pre, dec, _, comp, mem, link, _ = _kernels.run_general(pr, order)
+            ms = float(max(comp.max(initial=0.0), mem.max(initial=0.0), link.max(initial=0.0)))
+            return pre, dec, ms, "kernel"
+    return place_reference(inst, order)
+
+
+def place_reference(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """The Python reference of the general path: a vectorized finish time over all choices."""
     n = inst.n_requests
     state = LoadState(inst, choice_pairs(inst))
     pre = np.full(n, -1, np.int64)

@@ -1,0 +1,405 @@
+"""Compiled (numba) kernels of the live policies: the same decisions as the Python reference code
+in the policy modules (greedy, lpt, locality, bandwidth_aware, dist_sched), bit for bit - the
+same floating-point steps, the same ties - only faster. ``tests/heuristics/test_kernels.py``
+checks that kernel and reference give identical plans on many seeded random instances.
+
+The general (prefill, decode) choice. A choice's finish time is the largest of
+- A_p: the prefill cluster's compute after this request (less its cached prefix blocks),
+- B_d: the decode cluster's compute and KV memory-time after it,
+- L_ab: the busiest link of the route between the two datacenters after carrying its KV
+  (0 inside a datacenter),
+and for a mixed cluster serving the whole request, max(A_p + decode work, B_p). The link term
+depends on the datacenter pair only, and the valid pairs are role compatible pairs between
+reachable datacenters, except two different mixed clusters. So per request the best finish is a
+minimum over datacenter pairs (a, b) of max(min A over a's prefill-only or mixed clusters,
+min B over b's decode-only or mixed clusters, L_ab) over the three role combinations (prefill-
+only x decode-only, prefill-only x mixed, mixed x decode-only), and over the mixed clusters
+alone: O(C + DC^2) instead of O(C^2). The reference's tie rule (the first choice in p-major
+order) is then found by a scan that stops at the first prefill cluster that reaches the best.
+Where the instance's routes do not depend on the datacenter pair only, ``prepare`` returns None
+and the policies use the Python reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from planner.heuristics.common import choice_pairs
+from planner.instance import Instance
+from planner.metrics import compute_capacity, memory_capacity
+
+PO, DO, MX = 0, 1, 2  # prefill-only, decode-only, mixed
+INF = np.inf
+
+
+@dataclass
+class Prepared:
+    """The Instance's arrays in the form the kernels take (built once per call)."""
+
+    prompt: np.ndarray
+    output: np.ndarray
+    kvb: np.ndarray
+    pre_tps: np.ndarray
+    dec_tps: np.ndarray
+    cap: np.ndarray
+    step: np.ndarray
+    memcap: np.ndarray
+    kvpt: float
+    pre_rate: np.ndarray
+    kind: np.ndarray
+    cdc: np.ndarray
+    n_dc: int
+    reach: np.ndarray  # (n_dc, n_dc) bool
+    rptr: np.ndarray  # CSR of links per datacenter pair a * n_dc + b
+    rlinks: np.ndarray
+    inv_bw: np.ndarray
+    has_links: bool
+    has_choice: np.ndarray  # prefill clusters with at least one valid choice
+    use_prefix: bool
+    bptr: np.ndarray
+    bid: np.ndarray  # dense block ids
+    btok: np.ndarray
+    dup: np.ndarray
+    n_blocks: int
+
+
+def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """(caching on, CSR pointer, dense block ids, block tokens, duplicate tokens, block count):
+    the rule of :class:`planner.heuristics.common.Prefixes`."""
+    n = inst.n_requests
+    on = bool(inst.prefix_caching and inst.prefix_blocks.size)
+    ptr = np.ascontiguousarray(inst.prefix_ptr, np.int64)
+    if inst.prefix_blocks.size:
+        uniq, bid = np.unique(inst.prefix_blocks, return_inverse=True)
+        bid = bid.ravel().astype(np.int64)
+        nb = int(uniq.size)
+    else:
+        bid, nb = np.zeros(0, np.int64), 0
+    btok = np.ascontiguousarray(inst.prefix_block_tokens, np.float64)
+    dup = np.zeros(n)
+    if on:
+        own = inst.prefix_owner
+        key = own * nb + bid
+        _, first = np.unique(key, return_index=True)
+        rep = np.ones(key.size, bool)
+        rep[first] = False
+        if rep.any():
+            dup = np.bincount(own[rep], weights=inst.prefix_block_tokens[rep],
+                              minlength=n).astype(np.float64)
+    return on, ptr, bid, btok, dup, nb
+
+
+def prepare(inst: Instance) -> Prepared | None:
+    """Kernel arrays, or None when the routes are not a function of the datacenter pair."""
+    c = inst.n_clusters
+    p, d = choice_pairs(inst)
+    if p.size == 0:
+        return None
+    kind = np.where(inst.can_prefill & inst.can_decode, MX,
+                    np.where(inst.can_prefill, PO, DO)).astype(np.int64)
+    cdc = np.asarray(inst.cluster_dc, np.int64)
+    n_dc = int(cdc.max()) + 1
+    # the valid pairs must be "role compatible and the datacenters reachable"
+    reach = np.zeros((n_dc, n_dc), bool)
+    reach[cdc[p], cdc[d]] = True
+    model = (inst.can_prefill[:, None] & inst.can_decode[None, :]
+             & reach[cdc[:, None], cdc[None, :]])
+    mixed = kind == MX
+    both = mixed[:, None] & mixed[None, :]
+    np.fill_diagonal(both, False)
+    model &= ~both
+    valid = np.zeros((c, c), bool)
+    valid[p, d] = True
+    if not np.array_equal(model, valid):
+        return None
+    # one route per datacenter pair
+    n_links = inst.n_links
+    rptr = np.zeros(n_dc * n_dc + 1, np.int64)
+    rl: list[np.ndarray] = []
+    if n_links:
+        rows = inst.pair_links[p * c + d].astype(bool)
+        key = cdc[p] * n_dc + cdc[d]
+        rep = np.zeros((n_dc * n_dc, n_links), bool)
+        rep[key] = rows
+        if not np.array_equal(rep[key], rows):
+            return None
+        if np.any(rows[cdc[p] == cdc[d]]):
+            return None  # links inside a datacenter: not the model
+        for k in range(n_dc * n_dc):
+            ls = np.flatnonzero(rep[k])
+            rl.append(ls)
+            rptr[k + 1] = rptr[k] + ls.size
+        has_links = bool(rows.any())
+        inv_bw = 1.0 / inst.bandwidth_Bps
+    else:
+        has_links = False
+        inv_bw = np.zeros(0)
+    rlinks = np.concatenate(rl).astype(np.int64) if rl else np.zeros(0, np.int64)
+    has_choice = np.zeros(c, bool)
+    has_choice[p] = True
+    on, bptr, bid, btok, dup, nb = prefix_arrays(inst)
+    cap = np.asarray(compute_capacity(inst), np.float64)
+    pre_tps = np.asarray(inst.prefill_tps, np.float64)
+    return Prepared(
+        prompt=np.asarray(inst.prompt_tokens, np.float64),
+        output=np.asarray(inst.output_tokens, np.float64),
+        kvb=np.asarray(inst.kv_bytes, np.float64), pre_tps=pre_tps,
+        dec_tps=np.asarray(inst.decode_tps, np.float64), cap=cap,
+        step=np.asarray(inst.step_full_s, np.float64),
+        memcap=np.asarray(memory_capacity(inst), np.float64),
+        kvpt=float(inst.kv_bytes_per_token),
+        pre_rate=(1.0 / pre_tps) / cap,  # as prefill_seconds(inst, 1, c) / cap
+        kind=kind, cdc=cdc, n_dc=n_dc, reach=reach, rptr=rptr, rlinks=rlinks,
+        inv_bw=np.asarray(inv_bw, np.float64), has_links=has_links, has_choice=has_choice,
+        use_prefix=on, bptr=bptr, bid=bid, btok=btok, dup=dup, n_blocks=nb)
+
+
+MODE_GREEDY, MODE_LOCALITY, MODE_BANDWIDTH = 0, 1, 2
+
+
+def run_general(pr: Prepared, order: np.ndarray, mode: int = MODE_GREEDY, weight: float = 1.0,
+                limit: float = INF, horizon: float | None = None):
+    """Place requests in ``order``: (prefill, decode, refused flag, comp, mem, link, matched)."""
+    return _general(np.ascontiguousarray(order, np.int64), pr.prompt, pr.output, pr.kvb,
+                    pr.pre_tps, pr.dec_tps, pr.cap, pr.step, pr.memcap, pr.kvpt, pr.pre_rate,
+                    pr.kind, pr.cdc, pr.n_dc, pr.reach, pr.rptr, pr.rlinks, pr.inv_bw,
+                    pr.has_links, pr.has_choice, pr.use_prefix, pr.bptr, pr.bid, pr.btok, pr.dup,
+                    pr.n_blocks, mode, float(weight), float(limit),
+                    -1.0 if horizon is None else float(horizon))
+
+
+@njit(cache=True)
+def _cost(f, pen_on, pen):
+    if pen_on:
+        return f * pen
+    return f
+
+
+@njit(cache=True)
+def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kvpt, pre_rate,
+             kind, cdc, n_dc, reach, rptr, rlinks, inv_bw, has_links, has_choice, use_prefix,
+             bptr, bid, btok, dup, n_blocks, mode, weight, limit, horizon):
+    n = prompt.size
+    c = cap.size
+    n_links = inv_bw.size
+    comp = np.zeros(c)
+    mem = np.zeros(c)
+    link = np.zeros(n_links)
+    pick_p = np.full(n, -1, np.int64)
+    pick_d = np.full(n, -1, np.int64)
+    refused = np.zeros(n, np.bool_)
+    hold = np.zeros((max(n_blocks, 1), c), np.bool_)
+    pre = np.empty(c)
+    dec = np.empty(c)
+    minc = np.empty(c)
+    A = np.empty(c)
+    B = np.empty(c)
+    S = np.empty(c)
+    saved = np.empty(c)
+    allowed = np.empty(c, np.bool_)
+    mask = np.empty(c, np.bool_)
+    m2 = np.empty(c, np.bool_)
+    minA = np.empty((n_dc, 3))
+    minB = np.empty((n_dc, 3))
+    L = np.zeros((n_dc, n_dc))
+    pen = np.ones((n_dc, n_dc))
+    n_pre = 0
+    for k in range(c):
+        if kind[k] != DO:
+            n_pre += 1
+    ms = 0.0
+    matched = 0
+    for i in range(n):
+        r = order[i]
+        P = prompt[r]
+        O = output[r]
+        # prefix: tokens saved on each cluster, and (locality) the longest-match filter
+        for k in range(c):
+            saved[k] = 0.0
+            allowed[k] = kind[k] != DO
+        if use_prefix:
+            a0, b0 = bptr[r], bptr[r + 1]
+            for q in range(a0, b0):
+                blk = bid[q]
+                t = btok[q]
+                for k in range(c):
+                    if hold[blk, k]:
+                        saved[k] += t
+            if dup[r] != 0.0:
+                for k in range(c):
+                    saved[k] += dup[r]
+            if mode == MODE_LOCALITY and a0 < b0:
+                for k in range(c):
+                    mask[k] = kind[k] != DO
+                for q in range(a0, b0):
+                    blk = bid[q]
+                    cnt = 0
+                    for k in range(c):
+                        m2[k] = mask[k] and hold[blk, k]
+                        if m2[k]:
+                            cnt += 1
+                    if cnt == 0:
+                        break
+                    for k in range(c):
+                        mask[k] = m2[k]
+                cnt = 0
+                for k in range(c):
+                    if mask[k]:
+                        cnt += 1
+                if cnt != n_pre:
+                    matched += 1
+                    for k in range(c):
+                        allowed[k] = mask[k]
+        for k in range(c):
+            if kind[k] != DO:
+                pre[k] = (P / pre_tps[k]) / cap[k] - saved[k] * pre_rate[k]
+                A[k] = comp[k] + pre[k]
+        best = INF
+        bp = -1
+        bd = -1
+        if O <= 0.0:
+            for k in range(c):
+                if allowed[k] and has_choice[k]:
+                    f = A[k]
+                    if f <= limit and f < best:
+                        best = f
+                        bp = k
+        else:
+            for k in range(c):
+                if kind[k] != PO:
+                    dec[k] = (O / dec_tps[k]) / cap[k]
+                    mi = (kvpt * (P + O / 2.0) * (O * step[k])) / memcap[k]
+                    minc[k] = mi
+                    B[k] = max(comp[k] + dec[k], mem[k] + mi)
+                    if kind[k] == MX:
+                        S[k] = max(A[k] + dec[k], B[k])
+            for a in range(n_dc):
+                for t in range(3):
+                    minA[a, t] = INF
+                    minB[a, t] = INF
+            for k in range(c):
+                a = cdc[k]
+                kk = kind[k]
+                if kk != DO and allowed[k] and A[k] < minA[a, kk]:
+                    minA[a, kk] = A[k]
+                if kk != PO and B[k] < minB[a, kk]:
+                    minB[a, kk] = B[k]
+            pen_on = False
+            if has_links:
+                kv = kvb[r]
+                for a in range(n_dc):
+                    for b in range(n_dc):
+                        lo, hi = rptr[a * n_dc + b], rptr[a * n_dc + b + 1]
+                        x = 0.0
+                        for q in range(lo, hi):
+                            ln = rlinks[q]
+                            y = link[ln] + kv * inv_bw[ln]
+                            if y > x:
+                                x = y
+                        L[a, b] = x
+                if mode == MODE_BANDWIDTH:
+                    ref = horizon if horizon >= 0.0 else ms
+                    if ref > 0.0:
+                        pen_on = True
+                        for a in range(n_dc):
+                            for b in range(n_dc):
+                                u = min(L[a, b] / ref, 0.99)
+                                pen[a, b] = 1.0 + weight * u / (1.0 - u)
+            for a in range(n_dc):
+                for b in range(n_dc):
+                    if not reach[a, b]:
+                        continue
+                    lab = L[a, b]
+                    for t in range(3):
+                        if t == 0:
+                            x, y = minA[a, PO], minB[b, DO]
+                        elif t == 1:
+                            x, y = minA[a, PO], minB[b, MX]
+                        else:
+                            x, y = minA[a, MX], minB[b, DO]
+                        f = max(max(x, y), lab)
+                        if f <= limit:
+                            cst = _cost(f, pen_on, pen[a, b])
+                            if cst < best:
+                                best = cst
+            for k in range(c):
+                if kind[k] == MX and allowed[k]:
+                    f = S[k]
+                    if f <= limit:
+                        cst = _cost(f, pen_on, pen[cdc[k], cdc[k]])
+                        if cst < best:
+                            best = cst
+            if best < INF:
+                # the first choice (p-major, then d) reaching the best cost
+                for p in range(c):
+                    if kind[p] == DO or not allowed[p]:
+                        continue
+                    a = cdc[p]
+                    ap = A[p]
+                    hit = False
+                    if kind[p] == MX and S[p] <= limit and \
+                            _cost(S[p], pen_on, pen[a, a]) == best:
+                        hit = True
+                    if not hit:
+                        for b in range(n_dc):
+                            if not reach[a, b]:
+                                continue
+                            f = max(max(ap, minB[b, DO]), L[a, b])
+                            if f <= limit and _cost(f, pen_on, pen[a, b]) == best:
+                                hit = True
+                                break
+                            if kind[p] == PO:
+                                f = max(max(ap, minB[b, MX]), L[a, b])
+                                if f <= limit and _cost(f, pen_on, pen[a, b]) == best:
+                                    hit = True
+                                    break
+                    if not hit:
+                        continue
+                    for d in range(c):
+                        kd = kind[d]
+                        if kd == PO:
+                            continue
+                        if d == p:
+                            f = S[p]
+                        elif kd == MX and kind[p] == MX:
+                            continue
+                        else:
+                            b = cdc[d]
+                            if not reach[a, b]:
+                                continue
+                            f = max(max(ap, B[d]), L[a, b])
+                        if f <= limit and _cost(f, pen_on, pen[a, cdc[d]]) == best:
+                            bp = p
+                            bd = d
+                            break
+                    if bp >= 0:
+                        break
+        if bp < 0:
+            refused[r] = True
+            continue
+        p = bp
+        comp[p] += pre[p]
+        if comp[p] > ms:
+            ms = comp[p]
+        if use_prefix:
+            for q in range(bptr[r], bptr[r + 1]):
+                hold[bid[q], p] = True
+        pick_p[r] = p
+        if O > 0.0:
+            d = bd
+            pick_d[r] = d
+            comp[d] += dec[d]
+            mem[d] += minc[d]
+            ms = max(ms, max(comp[d], mem[d]))
+            if has_links and cdc[p] != cdc[d]:
+                kv = kvb[r]
+                ab = cdc[p] * n_dc + cdc[d]
+                for q in range(rptr[ab], rptr[ab + 1]):
+                    ln = rlinks[q]
+                    link[ln] += kv * inv_bw[ln]
+                    if link[ln] > ms:
+                        ms = link[ln]
+    return pick_p, pick_d, refused, comp, mem, link, matched
