@@ -254,9 +254,13 @@ class PlacementModel:
             if self.objective_name == "cost":
                 for c, x in list(a.items()) + list(b.items()):
                     rent_rows[c].append((x, float(n_i)))
-        for terms in [*compute.values(), *memory.values(), *links.values()]:
-            if terms:
-                be.add_row(terms + [(v.T, -1.0)], -np.inf, 0.0, "load")
+        # the resource of each load row, by the row's position in a RowBuffer (LP duals)
+        self.load_rows: list[tuple[str, int, int]] = []
+        for kind, rows in (("compute", compute), ("memory", memory), ("link", links)):
+            for key, terms in rows.items():
+                if terms:
+                    self.load_rows.append((kind, key, len(getattr(be, "rows", ()))))
+                    be.add_row(terms + [(v.T, -1.0)], -np.inf, 0.0, "load")
         for grp in self.groups:
             for c0, c1 in zip(grp[:-1], grp[1:], strict=True):
                 terms = list(compute[c0]) + [(x, -k) for x, k in compute[c1]]

@@ -67,3 +67,36 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     hist = [(t_end, to_problem_units(obj, f, False), to_problem_units(obj, bound, True))]
     return SolveOutcome(st, value, to_problem_units(obj, f, False), to_problem_units(obj, bound, True),
                         term, hist, {"translate_s": translate_s, "solve_s": solve_s})
+
+
+def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
+             time_limit: float = 60.0, num_workers: int = 1
+             ) -> tuple[str, list[float] | None, float | None, list[float] | None]:
+    """The LP relaxation (every variable continuous): status, values, objective (solver units)
+    and row duals."""
+    from ortools.linear_solver import pywraplp
+
+    s = pywraplp.Solver.CreateSolver(solver.upper())
+    inf = s.infinity()
+    xs = [s.NumVar(v.lb, inf if math.isinf(v.ub) else v.ub, "") for v in buf.vars]
+    cts = []
+    for row in buf.rows:
+        ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
+                             inf if math.isinf(row.hi) else row.hi, "")
+        for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
+            ct.SetCoefficient(xs[i], c)
+        cts.append(ct)
+    o = s.Objective()
+    terms, _ = float_objective(obj, T)
+    for i, c in terms:
+        o.SetCoefficient(xs[i], o.GetCoefficient(xs[i]) + c)
+    o.SetMinimization()
+    s.SetTimeLimit(int(max(1.0, time_limit) * 1000))
+    s.SetNumThreads(max(1, num_workers))
+    code = s.Solve()
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return ("infeasible" if code == pywraplp.Solver.INFEASIBLE else "no_solution"), None, None, None
+    vals = [x.solution_value() for x in xs]
+    duals = [ct.dual_value() for ct in cts]
+    st = "optimal" if code == pywraplp.Solver.OPTIMAL else "feasible"
+    return st, vals, o.Value(), duals

@@ -1,0 +1,239 @@
+"""The placement model over request classes, for scale.
+
+Classes: prefill bucket x decode bucket x prefix group x origin. Buckets are geometric (ratio
+``bucket_ratio``; output 0 is its own bucket; 0 = auto: the finest of 1.05 ... 8 giving at most
+``max_classes`` classes); the prefix group is the request's first shared
+block (only with prefix caching); origin is in the key when ``by_origin`` (no evaluator term
+depends on origin, so merging origins loses nothing and it is off by default). Each class is an
+item of :mod:`planner.exact._model` with its members' mean coefficients and an integer count per
+cluster; the model is solved as an LP (``mode="lp"``, GLOP) and rounded, or with integer counts
+(``mode="milp"``, SCIP/HiGHS), then disaggregated: each class's counts become per-pair counts
+(the LP's route flow split by the prefill/decode shares inside each datacenter), rounded by
+largest remainder, and the members are dealt to the pairs.
+
+The bound is valid for the original problem, not only for the classes: the LP's dual prices of
+the load rows are a weighting of the resources, and the Lagrangian bound of
+:mod:`planner.exact.bounds` evaluated request by request (exact coefficients) with those weights
+is a lower bound (upper bound for ``served``) on the true optimum.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
+from planner.exact._model import Items, PlacementModel, per_token_rates, shared_blocks
+from planner.exact._run import COMMON, account, better, feasible, warm_plan, workers
+from planner.exact.bounds import domain_bound
+from planner.instance import Instance
+from planner.metrics import evaluate_arrays
+from planner.plan import Plan, Result
+from planner.registry import register
+
+log = logging.getLogger(__name__)
+
+
+def _bucket(x: np.ndarray, ratio: float) -> np.ndarray:
+    out = np.zeros(x.shape, np.int64)
+    pos = x > 0
+    out[pos] = 1 + np.floor(np.log(x[pos]) / np.log(ratio)).astype(np.int64)
+    return out
+
+
+def request_classes(inst: Instance, ratio: float = 1.1, by_origin: bool = False
+                    ) -> tuple[np.ndarray, Items]:
+    """Class of each request and the classes as model items (mean coefficients)."""
+    n = inst.n_requests
+    ptr, idx, tok, _ = shared_blocks(inst)
+    first = np.full(n, -1, np.int64)
+    has = np.diff(ptr) > 0
+    first[has] = idx[ptr[:-1][has]]
+    first_tok = np.where(has, tok[np.maximum(first, 0)] if tok.size else 0.0, 0.0)
+    keys = np.stack([_bucket(inst.prompt_tokens.astype(float), ratio),
+                     _bucket(inst.output_tokens.astype(float), ratio), first,
+                     inst.origin if by_origin else np.zeros(n, np.int64)], axis=1)
+    _, cls, count = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    cls = cls.ravel()
+    k = count.size
+    pre_r, dec_r, mem_r = per_token_rates(inst)
+    prompt = inst.prompt_tokens.astype(float)
+    out = inst.output_tokens.astype(float)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return np.bincount(cls, weights=x, minlength=k) / count
+
+    suffix = mean(prompt - first_tok)
+    o = mean(out)
+    memu = mean((prompt + out / 2.0) * out)
+    kvb = mean(np.where(out > 0, inst.kv_bytes, 0.0))
+    has_dec = np.bincount(cls, weights=(out > 0).astype(float), minlength=k) > 0
+    block = np.full(k, -1, np.int64)
+    block[cls] = first
+    bptr = np.concatenate([[0], np.cumsum(block >= 0)]).astype(np.int64)
+    order = np.argsort(cls, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(count)])
+    members = [order[starts[j]:starts[j + 1]] for j in range(k)]
+    items = Items(count=count.astype(np.int64), pre=suffix[:, None] * pre_r[None, :],
+                  dec=o[:, None] * dec_r[None, :], mem=memu[:, None] * mem_r[None, :],
+                  kvb=kvb, has_dec=has_dec, block_ptr=bptr, block_idx=block[block >= 0],
+                  block_tok=tok.astype(float), members=members)
+    return cls, items
+
+
+def _round_counts(frac: np.ndarray, total: int) -> np.ndarray:
+    """Largest remainder: non-negative integers summing to ``total``, near ``frac``."""
+    frac = np.maximum(frac, 0.0)
+    if frac.sum() <= 0:
+        out = np.zeros(frac.size, np.int64)
+        out[0] = total
+        return out
+    frac = frac * (total / frac.sum())
+    base = np.floor(frac + 1e-9).astype(np.int64)
+    short = total - int(base.sum())
+    if short > 0:
+        base[np.argsort(-(frac - base), kind="stable")[:short]] += 1
+    elif short < 0:
+        for j in np.argsort(frac - base, kind="stable"):
+            take = min(base[j], -short)
+            base[j] -= take
+            short += take
+            if short == 0:
+                break
+    return base
+
+
+def disaggregate(inst: Instance, model: PlacementModel, value, seed: int) -> Plan:
+    """Per class: pair shares from the solution, rounded, members dealt to pairs."""
+    rng = np.random.default_rng(seed)
+    it, v = model.items, model.vars
+    n = inst.n_requests
+    pre = np.full(n, -1, np.int64)
+    dec = np.full(n, -1, np.int64)
+    dc = inst.cluster_dc
+    for k in range(it.n):
+        mem = it.members[k]
+        total = mem.size
+        served = total if v.s[k] is None else int(round(value(v.s[k])))
+        if served <= 0:
+            continue
+        a = {p: max(0.0, value(x)) for p, x in v.a[k].items()}
+        if not v.b[k]:
+            pairs = [(p, -1) for p in a]
+            share = np.array([a[p] for p in a])
+        else:
+            b = {d: max(0.0, value(x)) for d, x in v.b[k].items()}
+            pairs, sh = [], []
+            if v.w[k]:
+                for (A, B), x in v.w[k].items():
+                    f = max(0.0, value(x))
+                    pa = [p for p in a if dc[p] == A]
+                    db = [d for d in b if dc[d] == B]
+                    sa, sb = sum(a[p] for p in pa), sum(b[d] for d in db)
+                    for p in pa:
+                        for d in db:
+                            pairs.append((p, d))
+                            sh.append(f * (a[p] / sa if sa > 0 else 1 / len(pa))
+                                      * (b[d] / sb if sb > 0 else 1 / len(db)))
+            else:
+                sa, sb = sum(a.values()), sum(b.values())
+                for p in a:
+                    for d in b:
+                        if inst.reachable[p, d]:
+                            pairs.append((p, d))
+                            sh.append(a[p] * b[d] / max(sa * sb / max(served, 1), 1e-300))
+            share = np.array(sh)
+        counts = _round_counts(share, served)
+        pick = rng.permutation(mem)[:served]
+        at = 0
+        for (p, d), c in zip(pairs, counts, strict=True):
+            if c:
+                sel = pick[at:at + c]
+                pre[sel] = p
+                dec[sel] = np.where(inst.output_tokens[sel] > 0, d, -1)
+                at += c
+    return Plan(pre, dec)
+
+
+def lp_directions(inst: Instance, model: PlacementModel, duals: list[float]
+                  ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    lc, lm, ll = np.zeros(inst.n_clusters), np.zeros(inst.n_clusters), np.zeros(inst.n_links)
+    for kind, key, row in model.load_rows:
+        val = abs(float(duals[row]))
+        {"compute": lc, "memory": lm, "link": ll}[kind][key] = val
+    tot = lc.sum() + lm.sum() + ll.sum()
+    if tot <= 0:
+        return []
+    return [("lp_duals", lc / tot, lm / tot, ll / tot)]
+
+
+@register("aggregated", "the placement model over request classes (prefill x decode bucket x "
+          "prefix group [x origin]): LP + rounding or integer counts, disaggregated; valid bound",
+          options={**COMMON, "warm_start": "none", "mode": "lp", "bucket_ratio": 0.0,
+                   "max_classes": 1500, "by_origin": False, "solver": "SCIP"},
+          kind="exact", online=False)
+def aggregated(inst: Instance, **opts: Any) -> Result:
+    from planner.exact._backends.ortools_mip import solve_linear_solver, solve_lp
+
+    t_start = time.perf_counter()
+    time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
+    info: dict[str, Any] = {"rel_gap": float(opts.get("rel_gap", COMMON["rel_gap"]))}
+    history: list[tuple[float, float | None, float | None]] = []
+    warm, note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
+    warm_obj = evaluate_arrays(inst, warm).objective if warm is not None else None
+    info.update(warm_start=note, warm_start_objective=warm_obj)
+    if inst.n_requests == 0:
+        return Result("aggregated", "optimal", Plan.refuse_all(0), 0.0, 0.0, 0.0, info=info)
+    t0 = time.perf_counter()
+    ratio = float(opts.get("bucket_ratio", 0.0))
+    by_origin = bool(opts.get("by_origin", False))
+    for r in ([ratio] if ratio > 1 else [1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, 4.0, 8.0]):
+        _, items = request_classes(inst, r, by_origin)
+        if items.n <= int(opts.get("max_classes", 1500)):
+            break
+    info["bucket_ratio"] = r
+    model = PlacementModel(inst, items, symmetry=False, per_item_rent=False)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    obj = model.objective()
+    info.update(classes=items.n, n_vars=len(buf.vars), n_rows=len(buf.rows),
+                build_s=time.perf_counter() - t0)
+    t1 = time.perf_counter()
+    st, vals, f_lp, duals = solve_lp(buf, obj, v.T, time_limit=time_limit,
+                                     num_workers=workers(opts.get("num_workers", 0)))
+    info.update(lp_status=st, lp_s=time.perf_counter() - t1,
+                lp_objective_classes=to_problem_units(obj, f_lp, False))
+    db = domain_bound(inst, lp_directions(inst, model, duals) if duals else None,
+                      few=inst.n_requests > 200_000)
+    info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
+    if warm is not None:
+        history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))
+    value = vals.__getitem__ if vals is not None else None
+    term = f"GLOP LP over {items.n} classes: {st}"
+    if str(opts.get("mode", "lp")) == "milp":
+        left = time_limit - (time.perf_counter() - t_start)
+        if left > 1:
+            out = solve_linear_solver(buf, obj, v.T, None, solver=str(opts.get("solver", "SCIP")),
+                                      time_limit=left, num_workers=workers(opts.get("num_workers", 0)),
+                                      seed=int(opts.get("seed", 0)), rel_gap=info["rel_gap"])
+            info["milp_status"] = out.status
+            if out.value is not None:
+                value = out.value
+                term = f"{out.termination} over {items.n} classes"
+    plan = disaggregate(inst, model, value, int(opts.get("seed", 0))) if value is not None else None
+    if plan is not None and not feasible(inst, plan):
+        log.info("aggregated: the disaggregated plan exceeds the horizon; refusing to fit")
+        from planner.exact._run import repair_for_horizon
+
+        plan = repair_for_horizon(inst, plan) if inst.objective == "served" else None
+    objective = evaluate_arrays(inst, plan).objective if plan is not None else None
+    if warm is not None and (objective is None or better(inst, warm_obj, objective)):
+        plan, objective, info["plan_from"] = warm, warm_obj, "warm_start"
+    else:
+        info["plan_from"] = "aggregated"
+    history.append((time.perf_counter() - t_start, objective, db["bound"]))
+    outcome = SolveOutcome("feasible" if plan is not None else "no_solution", None, None, None, term)
+    return account(inst, "aggregated", outcome, plan, objective, db, history, info)
