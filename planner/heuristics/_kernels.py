@@ -214,8 +214,8 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
     matched = 0
     for i in range(n):
         r = order[i]
-        P = prompt[r]
-        O = output[r]
+        Pt = prompt[r]
+        Dt = output[r]
         # prefix: tokens saved on each cluster, and (locality) the longest-match filter
         for k in range(c):
             saved[k] = 0.0
@@ -255,12 +255,12 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
                         allowed[k] = mask[k]
         for k in range(c):
             if kind[k] != DO:
-                pre[k] = (P / pre_tps[k]) / cap[k] - saved[k] * pre_rate[k]
+                pre[k] = (Pt / pre_tps[k]) / cap[k] - saved[k] * pre_rate[k]
                 A[k] = comp[k] + pre[k]
         best = INF
         bp = -1
         bd = -1
-        if O <= 0.0:
+        if Dt <= 0.0:
             for k in range(c):
                 if allowed[k] and has_choice[k]:
                     f = A[k]
@@ -270,8 +270,8 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
         else:
             for k in range(c):
                 if kind[k] != PO:
-                    dec[k] = (O / dec_tps[k]) / cap[k]
-                    mi = (kvpt * (P + O / 2.0) * (O * step[k])) / memcap[k]
+                    dec[k] = (Dt / dec_tps[k]) / cap[k]
+                    mi = (kvpt * (Pt + Dt / 2.0) * (Dt * step[k])) / memcap[k]
                     minc[k] = mi
                     B[k] = max(comp[k] + dec[k], mem[k] + mi)
                     if kind[k] == MX:
@@ -388,7 +388,7 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
             for q in range(bptr[r], bptr[r + 1]):
                 hold[bid[q], p] = True
         pick_p[r] = p
-        if O > 0.0:
+        if Dt > 0.0:
             d = bd
             pick_d[r] = d
             comp[d] += dec[d]

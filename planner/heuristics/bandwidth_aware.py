@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, LoadState, arrival_order
 from planner.heuristics.greedy import CHUNK, make_result
 from planner.instance import Instance
@@ -25,16 +26,27 @@ from planner.registry import register
 
 @register("bandwidth_aware", "earliest finish x link-utilisation penalty u/(1-u) on the route; "
           "admission control refuses what cannot finish within the horizon",
-          options={"weight": 1.0, "admission": True})
-def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True) -> Result:
-    """Bandwidth-aware routing with admission control. Online (arrival order, own decisions)."""
+          options={"weight": 1.0, "admission": True, "fast": True})
+def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True,
+                    fast: bool = True) -> Result:
+    """Bandwidth-aware routing with admission control. Online (arrival order, own decisions).
+    ``fast`` runs the compiled kernel (same plan as the Python reference, tested)."""
     n = inst.n_requests
+    horizon = inst.horizon_s
+    limit = horizon * (1 + 1e-9) if (admission and horizon is not None) else np.inf
+    pr = _kernels.prepare(inst) if fast else None
+    if pr is not None:
+        pre, dec, ref, comp, mem, link, _ = _kernels.run_general(
+            pr, arrival_order(inst), _kernels.MODE_BANDWIDTH, weight, limit, horizon)
+        ms = float(max(comp.max(initial=0.0), mem.max(initial=0.0), link.max(initial=0.0)))
+        ref_arr = np.flatnonzero(ref).astype(np.int64)
+        return make_result("bandwidth_aware", Plan(pre, dec),
+                           {"model_makespan_s": ms, "refused": ref_arr, "path": "kernel"},
+                           refused=ref_arr)
     state = LoadState(inst)
     pre = np.full(n, -1, np.int64)
     dec = np.full(n, -1, np.int64)
     out = inst.output_tokens
-    horizon = inst.horizon_s
-    limit = horizon * (1 + 1e-9) if (admission and horizon is not None) else np.inf
     inc = Increments(inst)
     refused: list[int] = []
     order = arrival_order(inst)
@@ -61,5 +73,6 @@ def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True)
             dec[r] = d if out[r] > 0 else -1
     ref_arr = np.sort(np.array(refused, np.int64))
     return make_result("bandwidth_aware", Plan(pre, dec),
-                       {"model_makespan_s": state.makespan(), "refused": ref_arr},
+                       {"model_makespan_s": state.makespan(), "refused": ref_arr,
+                        "path": "general"},
                        refused=ref_arr)
