@@ -2,7 +2,7 @@
 (money) are scaled by the rule ``decimal-exact-or-ceil``:
 
 1. try the quanta q = 10^k (k from 3 down to -9): if every coefficient is an integer multiple of
-   some q (within 1e-9 relative) and the row ranges still fit in 2^40 quanta, use the largest such
+   some q (within max(1e-6 quanta, 1e-12 relative)) and the row ranges still fit in 2^40 quanta, use the largest such
    q: the integer model is then exactly the float model (no precision is lost);
 2. otherwise q = upper bound / ``resolution`` and every coefficient is rounded UP to whole quanta
    (a warning is logged): a plan feasible in integers is feasible in floats, the integer makespan
@@ -37,7 +37,7 @@ def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float
         if top / q > 2.0 ** 40:
             break
         r = c / q
-        if np.all(np.abs(r - np.rint(r)) <= 1e-9 * np.maximum(1.0, r)) and np.all(np.rint(r) >= 1):
+        if np.all(np.abs(r - np.rint(r)) <= np.maximum(1e-6, 1e-12 * r)) and np.all(np.rint(r) >= 1):
             return q, True
     return top / float(resolution), False
 

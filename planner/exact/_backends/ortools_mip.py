@@ -33,7 +33,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     for i, c in terms:
         o.SetCoefficient(xs[i], o.GetCoefficient(xs[i]) + c)
     o.SetMinimization()
-    if hint:
+    if hint and solver.upper() != "HIGHS":  # hints crash OR-Tools 9.15's HiGHS interface
         keys = list(hint)
         s.SetHint([xs[i] for i in keys], [float(hint[i]) for i in keys])
     s.SetTimeLimit(int(max(1.0, time_limit) * 1000))

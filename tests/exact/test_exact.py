@@ -1,0 +1,168 @@
+"""Exact methods: brute force agreement, optima known by construction or computed by hand,
+time-outs, warm starts, scaling rule, aggregated bound."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from helpers import brute_force, instance, run
+
+from planner.metrics import evaluate_arrays
+
+TWO_DC = dict(
+    clusters=[{"name": "p", "role": "prefill", "prefill_tokens_per_s": 1200.0},
+              {"name": "m0", "dc": "dc1", "prefill_tokens_per_s": 600.0},
+              {"name": "d0", "role": "decode", "dc": "dc1", "decode_tokens_per_s": 80.0}],
+    links=[{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.008, "cost_per_gb": 1.0}],
+)
+REQS = [{"prompt_tokens": 900, "output_tokens": 40, "prefix": "g", "prefix_tokens": 300},
+        {"prompt_tokens": 400, "output_tokens": 0},
+        {"prompt_tokens": 700, "output_tokens": 90, "prefix": "g", "prefix_tokens": 300},
+        {"prompt_tokens": 1300, "output_tokens": 20}]
+
+
+@pytest.mark.parametrize("objective,horizon,caching", [
+    ("makespan", None, False), ("makespan", None, True), ("cost", 30.0, False),
+    ("served", 1.5, False)])
+def test_tiny_brute_force(method, objective, horizon, caching):
+    inst = instance(TWO_DC["clusters"], REQS, TWO_DC["links"], objective=objective,
+                    horizon_s=horizon, prefix_caching=caching)
+    opt, _ = brute_force(inst)
+    res = run(inst, method, warm_start="none")
+    assert res.status == "optimal", (res.status, res.termination)
+    assert res.objective == pytest.approx(opt, rel=1e-6)
+    assert res.gap == pytest.approx(0.0, abs=1e-5)  # CP-SAT: rounding slack when inexact
+
+
+def test_known_optimum_by_construction(method):
+    # three identical clusters of 3000 tokens (3 s) each, the jobs cut from those capacities
+    cuts = [[1200, 1800], [500, 1000, 1500], [700, 2300]]
+    sizes = [t for cut in cuts for t in cut]
+    np.random.default_rng(3).shuffle(sizes)
+    clusters = [{"name": f"c{i}"} for i in range(3)]
+    inst = instance(clusters, [{"prompt_tokens": int(t)} for t in sizes])
+    res = run(inst, method)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(3.0, rel=1e-9)
+    assert res.bound == pytest.approx(3.0, rel=1e-9)
+
+
+def test_bandwidth_binds(method):
+    # prefill on p (dc0, 1 s) must ship 1e6 B over a 1e5 B/s link: 10 s; prefill on m (dc1,
+    # 100 tok/s): 10 s on m. Best: one each way, decode on d (0.1 s): T = 10 = link = m.
+    clusters = [{"name": "p", "role": "prefill"},
+                {"name": "d", "role": "decode", "dc": "dc1"},
+                {"name": "m", "dc": "dc1", "prefill_tokens_per_s": 100.0}]
+    reqs = [{"prompt_tokens": 1000, "output_tokens": 10}] * 2
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.0008}]
+    inst = instance(clusters, reqs, links)
+    res = run(inst, method)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(10.0, rel=1e-9)
+    m = evaluate_arrays(inst, res.plan)
+    assert m.link_load_s[0] == pytest.approx(10.0)
+
+
+def test_memory_time_binds(method):
+    # per request KV memory-time 1000 B * (1000 + 50) * 100 tok * 0.04 s = 4.2e6 B s: 4.2 s on
+    # d0 (1 MB), 2.1 s on d1 (2 MB). Four requests: 1 on d0 and 3 on d1 gives max(4.2, 6.3).
+    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 4000.0},
+                {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001},
+                {"name": "d1", "role": "decode", "kv_capacity_gb": 0.002}]
+    inst = instance(clusters, [{"prompt_tokens": 1000, "output_tokens": 100}] * 4)
+    res = run(inst, method)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(6.3, rel=1e-9)
+    assert evaluate_arrays(inst, res.plan).bottleneck.startswith("memory")
+
+
+def test_prefix_locality_changes_optimum(method):
+    # A and B share 900 prefix tokens. Without caching: 3000 tokens on 2 clusters -> 2.0 s.
+    # With caching A and B together cost 900 + 100 + 100 = 1100, C alone 1000 -> 1.1 s.
+    clusters = [{"name": "c0"}, {"name": "c1"}]
+    reqs = [{"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 900},
+            {"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 900},
+            {"prompt_tokens": 1000}]
+    plain = run(instance(clusters, reqs), method)
+    cached_inst = instance(clusters, reqs, prefix_caching=True)
+    cached = run(cached_inst, method)
+    assert plain.objective == pytest.approx(2.0, rel=1e-9)
+    assert cached.objective == pytest.approx(1.1, rel=1e-9)
+    assert cached.status == "optimal"
+    assert cached.plan.prefill[0] == cached.plan.prefill[1] != cached.plan.prefill[2]
+
+
+def test_served_must_refuse(method):
+    # 2000 tokens fit in the 2 s horizon: no three of 1500/800/700/600 fit (2100 > 2000), so
+    # two are served, and the tie-break picks 600 + 700 (1.3 s).
+    inst = instance([{"name": "c"}], [{"prompt_tokens": t} for t in (1500, 800, 700, 600)],
+                    objective="served", horizon_s=2.0)
+    res = run(inst, method)
+    assert res.status == "optimal"
+    assert res.objective == 2
+    m = evaluate_arrays(inst, res.plan)
+    assert m.makespan_s == pytest.approx(1.3)
+    assert list(res.plan.prefill >= 0) == [False, False, True, True]
+
+
+def test_time_limit_returns_feasible_with_gap(method):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_exact import scenario
+
+    from planner import load_scenario
+    from planner.api import as_instance
+
+    inst = as_instance(load_scenario(scenario(120)))
+    res = run(inst, method, time_limit=2)
+    assert res.status == "feasible"
+    assert res.plan is not None and res.gap is not None and res.gap > 0
+    assert res.bound is not None and res.bound < res.objective
+
+
+def test_warm_start_first_incumbent(method):
+    rng = np.random.default_rng(5)
+    clusters = [{"name": "p0", "role": "prefill"}, {"name": "p1", "role": "prefill",
+                                                     "prefill_tokens_per_s": 1500.0},
+                {"name": "m", "dc": "dc1"}, {"name": "d", "role": "decode", "dc": "dc1"}]
+    reqs = [{"prompt_tokens": int(rng.integers(100, 3000)), "output_tokens": int(rng.integers(0, 80))}
+            for _ in range(25)]
+    inst = instance(clusters, reqs, [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.05}])
+    from planner.api import solve
+
+    greedy = solve(inst, method="greedy").objective
+    res = run(inst, method, time_limit=3)
+    assert res.info["warm_start_objective"] == pytest.approx(greedy)
+    solver_incumbents = [inc for _, inc, _ in res.history[1:] if inc is not None]
+    assert solver_incumbents, res.history
+    assert solver_incumbents[0] <= greedy * (1 + 1e-6)
+    assert res.objective <= greedy * (1 + 1e-9)
+
+
+def test_cpsat_scaling_warns_when_inexact(caplog):
+    inst = instance([{"name": "a", "prefill_tokens_per_s": 3000.0}, {"name": "b"}],
+                    [{"prompt_tokens": t} for t in (1000, 2000, 1700)])
+    with caplog.at_level(logging.WARNING):
+        res = run(inst, "cpsat")
+    assert any("rounded up" in r.message for r in caplog.records)
+    opt, _ = brute_force(inst)
+    assert res.objective == pytest.approx(opt, rel=1e-6)
+
+
+def test_aggregated_bound_is_valid_and_objective_exact():
+    rng = np.random.default_rng(2)
+    clusters = [{"name": "p", "role": "prefill"}, {"name": "m", "dc": "dc1"},
+                {"name": "d", "role": "decode", "dc": "dc1", "kv_capacity_gb": 0.05}]
+    reqs = [{"prompt_tokens": int(rng.integers(100, 2000)), "output_tokens": int(rng.integers(0, 200))}
+            for _ in range(40)]
+    inst = instance(clusters, reqs, [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.1}])
+    agg = run(inst, "aggregated")
+    exact = run(inst, "cpsat", time_limit=10)
+    assert agg.status in ("feasible", "optimal")
+    assert agg.bound <= exact.objective * (1 + 1e-9)
+    assert agg.bound <= agg.objective
+    assert agg.info["classes"] <= 40
