@@ -403,3 +403,119 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
                     if link[ln] > ms:
                         ms = link[ln]
     return pick_p, pick_d, refused, comp, mem, link, matched
+
+
+@njit(cache=True)
+def _drain(c, now, head, qt, qnext, cnt):
+    h = head[c]
+    while h >= 0 and qt[h] <= now:
+        h = qnext[h]
+        cnt[c] -= 1
+    head[c] = h
+
+
+@njit(cache=True)
+def _push(c, t, head, tail, qt, qnext, cnt, top):
+    qt[top] = t
+    qnext[top] = -1
+    if head[c] < 0:
+        head[c] = top
+    else:
+        qnext[tail[c]] = top
+    tail[c] = top
+    cnt[c] += 1
+    return top + 1
+
+
+@njit(cache=True)
+def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, output, arrival,
+                      use_prefix, bptr, bid, n_blocks, count_requests, balance_abs, balance_rel,
+                      c):
+    """dist_sched (see :mod:`planner.heuristics.dist_sched`), by arrival position: (prefill,
+    decode, branch). In-flight requests per cluster: the completion times a cluster is given
+    never decrease (a FIFO clock), so its queue is a linked list drained from the head."""
+    n = order.size
+    kmax = cp.shape[1]
+    pick_p = np.empty(n, np.int64)
+    pick_d = np.empty(n, np.int64)
+    branch = np.zeros(n, np.int8)
+    hold = np.zeros((max(n_blocks, 1), c), np.bool_)
+    busy = np.zeros(c)
+    work = np.zeros(c)
+    head = np.full(c, -1, np.int64)
+    tail = np.full(c, -1, np.int64)
+    cnt = np.zeros(c, np.int64)
+    qt = np.empty(2 * n + 1)
+    qnext = np.empty(2 * n + 1, np.int64)
+    top = 0
+    loads = np.empty(kmax)
+    elig = np.empty(kmax, np.bool_)
+    new = np.empty(kmax, np.bool_)
+    for i in range(n):
+        r = order[i]
+        now = arrival[r]
+        cl = cell[i]
+        k = ncand[cl]
+        hi = -np.inf
+        lo = np.inf
+        for t in range(k):
+            p = cp[cl, t]
+            d = cd[cl, t]
+            if count_requests:
+                _drain(p, now, head, qt, qnext, cnt)
+                x = float(cnt[p])
+                if d != p:
+                    _drain(d, now, head, qt, qnext, cnt)
+                    x += float(cnt[d])
+            else:
+                x = work[p] + (work[d] if d != p else 0.0)
+            loads[t] = x
+            hi = max(hi, x)
+            lo = min(lo, x)
+            elig[t] = True
+        start = i % k
+        if hi - lo > balance_abs and hi > balance_rel * lo:
+            branch[i] = 1
+        elif use_prefix:
+            for q in range(bptr[r], bptr[r + 1]):  # longest leading run held by a candidate
+                blk = bid[q]
+                anyh = False
+                for t in range(k):
+                    new[t] = elig[t] and hold[blk, cp[cl, t]]
+                    anyh = anyh or new[t]
+                if not anyh:
+                    break
+                for t in range(k):
+                    elig[t] = new[t]
+        best = -1
+        for s in range(k):
+            t = start + s
+            if t >= k:
+                t -= k
+            if elig[t] and (best < 0 or loads[t] < loads[best]):
+                best = t
+        p = cp[cl, best]
+        d = cd[cl, best]
+        wp = prompt[r] * pre_rate[p]
+        wd = output[r] * dec_rate[d]
+        if count_requests:
+            if d == p:
+                tt = max(now, busy[p]) + wp + wd
+                busy[p] = tt
+                top = _push(p, tt, head, tail, qt, qnext, cnt, top)
+            else:
+                tt = max(now, busy[p]) + wp
+                busy[p] = tt
+                top = _push(p, tt, head, tail, qt, qnext, cnt, top)
+                tt = max(tt, busy[d]) + wd
+                busy[d] = tt
+                top = _push(d, tt, head, tail, qt, qnext, cnt, top)
+        else:
+            work[p] += wp
+            work[d] += wd
+        if use_prefix:
+            for q in range(bptr[r], bptr[r + 1]):
+                hold[bid[q], p] = True
+        pick_p[i] = p
+        pick_d[i] = d
+    return pick_p, pick_d, branch

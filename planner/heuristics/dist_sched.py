@@ -10,7 +10,15 @@ number of requests in flight on the candidate's clusters (prefill, plus decode w
 a virtual FIFO clock per cluster fed by the arrival times (``load="requests"``, SGLang's unit),
 or the seconds of work assigned so far (``load="seconds"``).
 
-Online (arrival order, own decisions); the heatmap is built offline.
+Candidates: the heatmap cell's choices whose cost is within ``tolerance`` (relative, default 5%)
+of the cell's best, at most ``candidates`` of them (best first): on a fleet of identical clusters
+all tied clusters are candidates, not only the first few. Among candidates of equal load the
+choice rotates: the first in cyclic rank order from position ``i mod k`` (i the request's
+arrival position, k the cell's candidate count), so ties spread over the candidates.
+
+Online (arrival order, own decisions); the heatmap is built offline. ``fast`` runs the compiled
+kernel (:mod:`planner.heuristics._kernels`), which takes the same decisions as the Python
+reference here (tested).
 Sources: J. Hu et al., "DeepServe", arXiv:2501.14417 (Algorithm ``dist_sched``); SGLang router
 (sgl-project/sglang, cache-aware policy, ``--balance-abs-threshold 32 --balance-rel-threshold
 1.0001``).
@@ -22,6 +30,7 @@ import heapq
 
 import numpy as np
 
+from planner.heuristics import _kernels
 from planner.heuristics.common import Prefixes, arrival_order
 from planner.heuristics.greedy import make_result
 from planner.heuristics.heatmap import build_heatmap
@@ -35,30 +44,47 @@ LOCALITY, LEAST_LOAD = 0, 1
 
 @register("dist_sched", "DeepServe cascade: heatmap candidates, then longest prefix match if "
           "loads are balanced (SGLang rule, abs 32 / rel 1.0001), else least-loaded",
-          options={"candidates": 4, "balance_abs": 32.0, "balance_rel": 1.0001,
-                   "load": "requests", "prefill_buckets": 8, "decode_buckets": 8,
-                   "cost": "latency"})
-def dist_sched(inst: Instance, candidates: int = 4, balance_abs: float = 32.0,
-               balance_rel: float = 1.0001, load: str = "requests", prefill_buckets: int = 8,
-               decode_buckets: int = 8, cost: str = "latency") -> Result:
+          options={"candidates": 64, "tolerance": 0.05, "balance_abs": 32.0,
+                   "balance_rel": 1.0001, "load": "requests", "prefill_buckets": 8,
+                   "decode_buckets": 8, "cost": "latency", "fast": True})
+def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
+               balance_abs: float = 32.0, balance_rel: float = 1.0001, load: str = "requests",
+               prefill_buckets: int = 8, decode_buckets: int = 8, cost: str = "latency",
+               fast: bool = True) -> Result:
     """DeepServe dist_sched (arXiv:2501.14417) with SGLang's balance rule. Online; heatmap
     offline. ``info["branch"]`` holds per request 0 (locality) or 1 (least load)."""
     if load not in ("requests", "seconds"):
         raise ValueError(f"load must be 'requests' or 'seconds' (given {load!r})")
     n, c = inst.n_requests, inst.n_clusters
-    hm = build_heatmap(inst, prefill_buckets, decode_buckets, cost=cost, candidates=candidates)
+    hm = build_heatmap(inst, prefill_buckets, decode_buckets, cost=cost, candidates=candidates,
+                       tolerance=tolerance)
     order = arrival_order(inst)
     ci, cj = hm.cells(inst.prompt_tokens[order], inst.output_tokens[order])
+    cl = np.arange(c)
+    cap = compute_capacity(inst)
+    pre_rate = prefill_seconds(inst, np.ones(c), cl) / cap
+    dec_rate = decode_work_seconds(inst, np.ones(c), cl) / cap
+    if fast:
+        k = hm.cand_prefill.shape[2]
+        cp = np.ascontiguousarray(hm.cand_prefill.reshape(-1, k), np.int64)
+        cd = np.ascontiguousarray(hm.cand_decode.reshape(-1, k), np.int64)
+        _, bptr, bid, _, _, nb = _kernels.prefix_arrays(inst)
+        pick_p, pick_d, branch = _kernels.dist_sched_kernel(
+            order.astype(np.int64), (ci * hm.shape[1] + cj).astype(np.int64), cp, cd,
+            (cp >= 0).sum(axis=1).astype(np.int64), np.asarray(pre_rate, np.float64),
+            np.asarray(dec_rate, np.float64), np.asarray(inst.prompt_tokens, np.float64),
+            np.asarray(inst.output_tokens, np.float64), np.asarray(inst.arrival_s, np.float64),
+            bool(inst.prefix_blocks.size > 0), bptr, bid, nb, load == "requests",
+            float(balance_abs), float(balance_rel), c)
+        return _result(inst, order, pick_p, pick_d, branch, hm, "kernel")
     cell = (ci * hm.shape[1] + cj).tolist()
     k = hm.cand_prefill.shape[2]
     cands: list[list[tuple[int, int, int]]] = []  # per cell: (prefill, decode, prefill bit)
     for row_p, row_d in zip(hm.cand_prefill.reshape(-1, k).tolist(),
                             hm.cand_decode.reshape(-1, k).tolist(), strict=True):
         cands.append([(p, d, 1 << p) for p, d in zip(row_p, row_d, strict=True) if p >= 0])
-    cl = np.arange(c)
-    cap = compute_capacity(inst)
-    pre_rate = (prefill_seconds(inst, np.ones(c), cl) / cap).tolist()
-    dec_rate = (decode_work_seconds(inst, np.ones(c), cl) / cap).tolist()
+    pre_rate = pre_rate.tolist()
+    dec_rate = dec_rate.tolist()
     prompt = inst.prompt_tokens[order].tolist()
     output = inst.output_tokens[order].tolist()
     arrival = inst.arrival_s[order].tolist()
@@ -92,11 +118,12 @@ def dist_sched(inst: Instance, candidates: int = 4, balance_abs: float = 32.0,
                 x = work[p] + (work[d] if d != p else 0.0)
             loads.append(x)
         hi, lo = max(loads), min(loads)
+        start = i % len(cs)
         if hi - lo > balance_abs and hi > balance_rel * lo:
-            best = loads.index(lo)
+            best = _least(loads, start, None, cs)
             branch[i] = LEAST_LOAD
         else:
-            best = 0
+            mask = -1
             if use_prefix:
                 a, b = pf.ptr[r], pf.ptr[r + 1]
                 if a < b:
@@ -108,11 +135,7 @@ def dist_sched(inst: Instance, candidates: int = 4, balance_abs: float = 32.0,
                         if not m2:
                             break
                         mask = m2
-                    best = min((loads[t], t) for t in range(len(cs)) if cs[t][2] & mask)[1]
-                else:
-                    best = loads.index(lo)
-            else:
-                best = loads.index(lo)
+            best = _least(loads, start, mask, cs)
         p, d, _ = cs[best]
         wp = prompt[i] * pre_rate[p]
         wd = output[i] * dec_rate[d]
@@ -138,14 +161,37 @@ def dist_sched(inst: Instance, candidates: int = 4, balance_abs: float = 32.0,
                 holders[blk] = holders.get(blk, 0) | bit
         pick_p[i] = p
         pick_d[i] = d
+    return _result(inst, order, np.array(pick_p, np.int64), np.array(pick_d, np.int64),
+                   np.frombuffer(bytes(branch), np.int8), hm, "general")
+
+
+def _least(loads: list, start: int, mask: int | None, cs: list) -> int:
+    """The least-loaded candidate (among those whose prefill cluster is in ``mask`` when given,
+    -1 = all); ties: the first in cyclic rank order from ``start``."""
+    k = len(loads)
+    best = -1
+    for s in range(k):
+        t = start + s
+        if t >= k:
+            t -= k
+        if mask is not None and not (cs[t][2] & mask):
+            continue
+        if best < 0 or loads[t] < loads[best]:
+            best = t
+    return best
+
+
+def _result(inst: Instance, order: np.ndarray, pick_p: np.ndarray, pick_d: np.ndarray,
+            branch: np.ndarray, hm, path: str) -> Result:
+    n = inst.n_requests
     pre = np.empty(n, np.int64)
     dec = np.empty(n, np.int64)
     br = np.empty(n, np.int8)
     pre[order] = pick_p
     dec[order] = pick_d
-    br[order] = np.frombuffer(bytes(branch), np.int8)
+    br[order] = branch
     dec = np.where(inst.output_tokens > 0, dec, -1)
     return make_result("dist_sched", Plan(pre, dec), {
-        "heatmap": hm, "branch": br,
+        "heatmap": hm, "branch": br, "path": path,
         "branches": {"locality": int((br == LOCALITY).sum()),
                      "least_load": int((br == LEAST_LOAD).sum())}})

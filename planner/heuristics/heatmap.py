@@ -207,8 +207,11 @@ class Heatmap:
 def build_heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int = 8,
                   prefill_edges: np.ndarray | str | None = None,
                   decode_edges: np.ndarray | str | None = None, cost: str = "latency",
-                  candidates: int = 4) -> Heatmap:
-    """Build the heatmap offline from the Instance's cost model and its workload's quantiles."""
+                  candidates: int = 4, tolerance: float | None = None) -> Heatmap:
+    """Build the heatmap offline from the Instance's cost model and its workload's quantiles.
+    Each cell keeps its ``candidates`` best choices (best first, ties by choice index); with
+    ``tolerance`` only those whose cost is within ``(1 + tolerance)`` of the cell's best (the
+    rest padded with -1): on a fleet of identical clusters every tied choice is a candidate."""
     if isinstance(prefill_edges, str):
         prefill_edges = parse_floats(prefill_edges)
     if isinstance(decode_edges, str):
@@ -234,6 +237,10 @@ def build_heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int 
         np.full(costs.shape[0], np.inf)
     pad = max(int(candidates), 1) - k
     cp, cd = p[top], d[top]
+    if tolerance is not None:
+        far = top_cost > top_cost[:, :1] * (1.0 + float(tolerance))
+        cp, cd = np.where(far, -1, cp), np.where(far, -1, cd)
+        top_cost = np.where(far, np.inf, top_cost)
     if pad:
         cp = np.pad(cp, ((0, 0), (0, pad)), constant_values=-1)
         cd = np.pad(cd, ((0, 0), (0, pad)), constant_values=-1)

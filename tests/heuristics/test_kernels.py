@@ -130,3 +130,28 @@ def test_bandwidth_aware_kernel_equals_reference(instances, weight):
         assert np.array_equal(a.refused_by_method, b.refused_by_method)
         refusing += len(a.refused_by_method) > 0
     assert refusing > 0  # admission control was exercised
+
+
+@pytest.mark.parametrize("opts", [{}, {"load": "seconds"}, {"balance_abs": 0.5},
+                                  {"candidates": 2, "tolerance": 1.0, "balance_abs": 2.0},
+                                  {"load": "seconds", "balance_abs": 0.01, "prefill_buckets": 2}])
+def test_dist_sched_kernel_equals_reference(instances, opts):
+    branches = set()
+    for seed, inst in instances:
+        a = solve(inst, "dist_sched", **opts)
+        b = solve(inst, "dist_sched", fast=False, **opts)
+        assert a.info["path"] == "kernel" and b.info["path"] == "general"
+        _same(a, b, seed)
+        assert np.array_equal(a.info["branch"], b.info["branch"]), seed
+        branches.update(a.info["branch"].tolist())
+    assert branches == {0, 1}
+
+
+def test_dist_sched_spreads_over_tied_clusters():
+    # 16 identical clusters: every one is a candidate, and the load spreads over all of them
+    clusters = [{"name": f"c{k}"} for k in range(16)]
+    reqs = [{"arrival_s": 0.01 * i, "prompt_tokens": 1000, "output_tokens": 20} for i in range(320)]
+    sc = load_scenario(make_scenario(clusters, reqs))
+    res = solve(sc, "dist_sched")
+    assert np.bincount(res.plan.prefill, minlength=16).tolist() == [20] * 16
+    assert solve(sc, "dist_sched", fast=False).plan.prefill.tolist() == res.plan.prefill.tolist()
