@@ -2,8 +2,8 @@
 (money) are scaled by the rule ``decimal-exact-or-ceil``:
 
 1. try the quanta q = 10^k (k from 3 down to -9): if every coefficient is an integer multiple of
-   some q (within max(1e-6 quanta, 1e-12 relative)) and the row ranges still fit in 2^40 quanta, use the largest such
-   q: the integer model is then exactly the float model (no precision is lost);
+   some q (within max(1e-6 quanta, 1e-12 relative)) and the row ranges still fit in 2^40
+   quanta, use the largest such q: the integer model is then exactly the float model (no precision is lost);
 2. otherwise q = upper bound / ``resolution`` and every coefficient is rounded UP to whole quanta
    (a warning is logged): a plan feasible in integers is feasible in floats, the integer makespan
    over-estimates the plan's true one, and a bound B (in quanta) of the integer model gives the
