@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT, SCENARIOS
+from factory import ROOT, SCENARIOS
 
 
 def run(*args, cwd=None):

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import Plan, PlanError, as_instance, evaluate, load_scenario
 from planner.plan import plan_from_dict

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SCENARIOS
+from factory import SCENARIOS
 
 from planner import PlanError, Result, as_instance, load_scenario, solve
 from planner.plan import plan_from_dict, plan_to_dict, relative_gap, write_json_atomic

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import build_instance, load_scenario, solve
 from planner.batch._common import envelope

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import load_scenario, solve
 

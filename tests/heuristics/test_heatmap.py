@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from heuristics.scenarios import small
 from planner import load_scenario, solve

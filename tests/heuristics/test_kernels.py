@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import load_scenario, solve
 from planner.api import as_instance

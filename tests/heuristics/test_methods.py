@@ -8,7 +8,7 @@ from functools import cache
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from heuristics.scenarios import NAMES, small
 from planner import evaluate, load_scenario, solve

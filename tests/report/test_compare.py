@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SCENARIOS, make_scenario
+from factory import SCENARIOS, make_scenario
 
 from planner import cli
 from planner.plan import Plan, Result

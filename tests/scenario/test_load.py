@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import ScenarioError, as_instance, load_scenario
 

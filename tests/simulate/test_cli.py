@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SCENARIOS
+from factory import SCENARIOS
 
 from planner.cli import main
 

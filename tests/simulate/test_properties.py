@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from conftest import SCENARIOS, make_scenario
+from factory import SCENARIOS, make_scenario
 
 from planner import Plan, build_instance, load_scenario, methods, solve
 from planner.metrics import evaluate_arrays

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import Plan, build_instance, load_scenario
 from planner.scenario.errors import OptionError

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_scenario
+from factory import make_scenario
 
 from planner import cli
 from planner.sweep import SweepError, load_sweep, run_sweep

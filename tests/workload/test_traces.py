@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SCENARIOS, make_scenario
+from factory import SCENARIOS, make_scenario
 
 from planner import ScenarioError, load_scenario
 
