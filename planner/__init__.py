@@ -11,10 +11,11 @@ from planner.metrics import Metrics
 from planner.plan import Plan, Result
 from planner.registry import methods, register
 from planner.scenario import InputError, PlanError, Scenario, ScenarioError, load_scenario
+from planner.simulate import simulate
 
 __all__ = [
     "InputError", "Instance", "Metrics", "Plan", "PlanError", "Result", "Scenario",
     "ScenarioError", "as_instance", "build_instance", "evaluate", "load_scenario", "methods",
-    "register", "solve",
+    "register", "simulate", "solve",
 ]
 __version__ = "0.1.0"
