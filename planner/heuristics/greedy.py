@@ -147,13 +147,18 @@ def greedy(inst: Instance, fast: bool = True) -> Result:
 
 def job_size(inst: Instance) -> np.ndarray:
     """Processing time of each request on a reference cluster (mean rates of capable clusters):
-    the LPT sort key. On identical clusters it is the exact job size."""
+    the LPT sort key. On identical clusters it is the exact job size. Each mean is computed once
+    per distinct prompt (output) length: a row's mean does not depend on the other rows."""
     cl = np.arange(inst.n_clusters)
     pre_c, dec_c = cl[inst.can_prefill], cl[inst.can_decode]
-    p = inst.prompt_tokens.astype(np.float64)[:, None]
-    o = inst.output_tokens.astype(np.float64)[:, None]
-    size = (prefill_seconds(inst, p, pre_c[None, :]) / inst.replicas[pre_c]).mean(axis=1)
-    size += (decode_work_seconds(inst, o, dec_c[None, :]) / inst.replicas[dec_c]).mean(axis=1)
+    up, bp = np.unique(inst.prompt_tokens, return_inverse=True)
+    uo, bo = np.unique(inst.output_tokens, return_inverse=True)
+    p = up.astype(np.float64)[:, None]
+    o = uo.astype(np.float64)[:, None]
+    size_p = (prefill_seconds(inst, p, pre_c[None, :]) / inst.replicas[pre_c]).mean(axis=1)
+    size_o = (decode_work_seconds(inst, o, dec_c[None, :]) / inst.replicas[dec_c]).mean(axis=1)
+    size = size_p[bp.ravel()]
+    size += size_o[bo.ravel()]
     return size
 
 
