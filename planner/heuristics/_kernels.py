@@ -519,3 +519,122 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
         pick_p[i] = p
         pick_d[i] = d
     return pick_p, pick_d, branch
+
+
+@njit(cache=True)
+def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tps, dec_tps, cap,
+                       memcap, active_den, use_prefix, bptr, bid, btok, n_blocks, dynamo,
+                       w_prefix, w_queue, w_kv, overlap_weight, block_tokens):
+    """cache_aware (see :mod:`planner.heuristics.cache_aware`): (prefill, decode) by request.
+    In-flight requests per cluster: a FIFO clock (completion times never decrease), drained
+    from the head; ``kv`` is the KV bytes the in-flight requests hold."""
+    n = order.size
+    c = cap.size
+    nk = p_arr.size
+    pick_p = np.full(n, -1, np.int64)
+    pick_d = np.full(n, -1, np.int64)
+    hold = np.zeros((max(n_blocks, 1), c), np.bool_)
+    busy = np.zeros(c)
+    kv = np.zeros(c)
+    head = np.full(c, -1, np.int64)
+    tail = np.full(c, -1, np.int64)
+    cnt = np.zeros(c, np.int64)
+    qt = np.empty(2 * n + 1)
+    qkv = np.empty(2 * n + 1)
+    qnext = np.empty(2 * n + 1, np.int64)
+    top = 0
+    q = np.empty(c)
+    kvu = np.empty(c)
+    depth = np.zeros(c)
+    alive = np.empty(c, np.bool_)
+    qc = np.empty(nk)
+    for i in range(n):
+        r = order[i]
+        now = arrival[r]
+        for k in range(c):
+            h = head[k]
+            while h >= 0 and qt[h] <= now:
+                kv[k] -= qkv[h]
+                h = qnext[h]
+                cnt[k] -= 1
+            head[k] = h
+            q[k] = float(cnt[k])
+            kvu[k] = kv[k] / memcap[k]
+            depth[k] = 0.0
+        if use_prefix:  # tokens of the longest leading run each cluster holds
+            acc = 0.0
+            left = c
+            for k in range(c):
+                alive[k] = True
+            for s in range(bptr[r], bptr[r + 1]):
+                blk = bid[s]
+                for k in range(c):
+                    if alive[k] and not hold[blk, k]:
+                        alive[k] = False
+                        depth[k] = acc
+                        left -= 1
+                acc += btok[s]
+                if left == 0:
+                    break
+            for k in range(c):
+                if alive[k]:
+                    depth[k] = acc
+        P = prompt[r]
+        best = 0
+        if not dynamo:
+            hi = -np.inf
+            lo = np.inf
+            for t in range(nk):
+                p = p_arr[t]
+                d = d_arr[t]
+                x = q[p] if p == d else (q[p] + q[d]) / 2.0
+                qc[t] = x
+                hi = max(hi, x)
+                lo = min(lo, x)
+            span = hi - lo
+            pm = max(P, 1.0)
+            bs = -np.inf
+            for t in range(nk):
+                p = p_arr[t]
+                qs = (hi - qc[t]) / span if span > 0 else 1.0
+                sc = w_prefix * (depth[p] / pm) + w_queue * qs + w_kv * (1.0 - kvu[d_arr[t]])
+                if sc > bs:
+                    bs = sc
+                    best = t
+        else:
+            bs = np.inf
+            for t in range(nk):
+                d = d_arr[t]
+                sc = overlap_weight * ((P - depth[p_arr[t]]) / block_tokens) + kv[d] / active_den[d]
+                if sc < bs:
+                    bs = sc
+                    best = t
+        p = p_arr[best]
+        d = d_arr[best]
+        if use_prefix:
+            for s in range(bptr[r], bptr[r + 1]):
+                hold[bid[s], p] = True
+        Dt = output[r]
+        kvr = kvb[r] if Dt > 0 else 0.0
+        wp = (P / pre_tps[p]) / cap[p]
+        if p == d:
+            load = wp + (Dt / dec_tps[p]) / cap[p]
+            tt = max(now, busy[p]) + load
+            busy[p] = tt
+            top = _push(p, tt, head, tail, qt, qnext, cnt, top)
+            qkv[top - 1] = kvr
+            kv[p] += kvr
+        else:
+            tt = max(now, busy[p]) + wp
+            busy[p] = tt
+            top = _push(p, tt, head, tail, qt, qnext, cnt, top)
+            qkv[top - 1] = 0.0
+            kv[p] += 0.0
+            tt = max(max(now, busy[p]), busy[d]) + (Dt / dec_tps[d]) / cap[d]
+            busy[d] = tt
+            top = _push(d, tt, head, tail, qt, qnext, cnt, top)
+            qkv[top - 1] = kvr
+            kv[d] += kvr
+        pick_p[r] = p
+        pick_d[r] = d if Dt > 0 else -1
+    return pick_p, pick_d

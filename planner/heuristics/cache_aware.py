@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, InFlight, Prefixes, arrival_order, choice_pairs
 from planner.heuristics.greedy import CHUNK, make_result
 from planner.instance import Instance
+from planner.metrics import compute_capacity, memory_capacity
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -51,15 +53,29 @@ def prefix_depths(pf: Prefixes, r: int, n: int) -> np.ndarray:
 @register("cache_aware", "weighted score of prefix hit, queue and KV use (llm-d 3/2/2) or "
           "Dynamo's overlap-weighted prefill blocks plus active blocks",
           options={"style": "llmd", "w_prefix": 3.0, "w_queue": 2.0, "w_kv": 2.0,
-                   "overlap_weight": 1.0, "block_tokens": 16})
+                   "overlap_weight": 1.0, "block_tokens": 16, "fast": True})
 def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
                 w_queue: float = 2.0, w_kv: float = 2.0, overlap_weight: float = 1.0,
-                block_tokens: int = 16) -> Result:
-    """llm-d / Dynamo style cache-aware routing. Online (arrival order, own decisions)."""
+                block_tokens: int = 16, fast: bool = True) -> Result:
+    """llm-d / Dynamo style cache-aware routing. Online (arrival order, own decisions).
+    ``fast`` runs the compiled kernel (same plan as the Python reference, tested)."""
     if style not in ("llmd", "dynamo"):
         raise ValueError(f"style must be 'llmd' or 'dynamo' (given {style!r})")
     n, c = inst.n_requests, inst.n_clusters
     p_arr, d_arr = choice_pairs(inst)
+    if fast:
+        on, bptr, bid, btok, _, nb = _kernels.prefix_arrays(inst)
+        f64 = np.float64
+        pre, dec = _kernels.cache_aware_kernel(
+            arrival_order(inst).astype(np.int64), p_arr, d_arr,
+            np.asarray(inst.prompt_tokens, f64), np.asarray(inst.output_tokens, f64),
+            np.asarray(inst.arrival_s, f64), np.asarray(inst.kv_bytes, f64),
+            np.asarray(inst.prefill_tps, f64), np.asarray(inst.decode_tps, f64),
+            np.asarray(compute_capacity(inst), f64), np.asarray(memory_capacity(inst), f64),
+            np.asarray(inst.kv_bytes_per_token * block_tokens * inst.replicas, f64), on, bptr, bid,
+            btok, nb, style == "dynamo", float(w_prefix), float(w_queue), float(w_kv),
+            float(overlap_weight), float(block_tokens))
+        return make_result("cache_aware", Plan(pre, dec), {"style": style, "path": "kernel"})
     same = p_arr == d_arr
     pf = Prefixes(inst)
     fl = InFlight(c)
@@ -100,4 +116,4 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
                 fl.add(d, max(now, fl.busy[p]), dm[j, d], kv)
             pre[r] = p
             dec[r] = d if out[r] > 0 else -1
-    return make_result("cache_aware", Plan(pre, dec), {"style": style})
+    return make_result("cache_aware", Plan(pre, dec), {"style": style, "path": "general"})

@@ -155,3 +155,13 @@ def test_dist_sched_spreads_over_tied_clusters():
     res = solve(sc, "dist_sched")
     assert np.bincount(res.plan.prefill, minlength=16).tolist() == [20] * 16
     assert solve(sc, "dist_sched", fast=False).plan.prefill.tolist() == res.plan.prefill.tolist()
+
+
+@pytest.mark.parametrize("opts", [{}, {"style": "dynamo"}, {"w_prefix": 0.0, "w_kv": 5.0},
+                                  {"style": "dynamo", "block_tokens": 1000}])
+def test_cache_aware_kernel_equals_reference(instances, opts):
+    for seed, inst in instances:
+        a = solve(inst, "cache_aware", **opts)
+        b = solve(inst, "cache_aware", fast=False, **opts)
+        assert a.info["path"] == "kernel" and b.info["path"] == "general"
+        _same(a, b, seed)
