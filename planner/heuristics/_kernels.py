@@ -638,3 +638,79 @@ def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tp
         pick_p[r] = p
         pick_d[r] = d if Dt > 0 else -1
     return pick_p, pick_d
+
+
+@njit(cache=True)
+def _less(hv, hk, i, j):
+    return hv[i] < hv[j] or (hv[i] == hv[j] and hk[i] < hk[j])
+
+
+@njit(cache=True)
+def _sift_down(hv, hk, size, i):
+    while True:
+        a = 2 * i + 1
+        if a >= size:
+            return
+        if a + 1 < size and _less(hv, hk, a + 1, a):
+            a += 1
+        if not _less(hv, hk, a, i):
+            return
+        hv[i], hv[a] = hv[a], hv[i]
+        hk[i], hk[a] = hk[a], hk[i]
+        i = a
+
+
+@njit(cache=True)
+def _sift_up(hv, hk, i):
+    while i > 0:
+        a = (i - 1) // 2
+        if not _less(hv, hk, i, a):
+            return
+        hv[i], hv[a] = hv[a], hv[i]
+        hk[i], hk[a] = hk[a], hk[i]
+        i = a
+
+
+@njit(cache=True)
+def pool_kernel(ap_l, ad_l, m_l, dec_l, c):
+    """Greedy's pool path (:func:`planner.heuristics.greedy._pool`) compiled: a heap of
+    (compute load, cluster) with stale entries, the same steps as Python's ``heapq``."""
+    n = ap_l.size
+    comp = np.zeros(c)
+    mem = np.zeros(c)
+    hv = np.zeros(c + n)
+    hk = np.empty(c + n, np.int64)
+    for k in range(c):
+        hk[k] = k
+    size = c
+    pick = np.empty(n, np.int64)
+    for i in range(n):
+        ap = ap_l[i]
+        ad = ad_l[i]
+        m = m_l[i]
+        lc, k = hv[0], hk[0]
+        while lc != comp[k]:  # a stale entry of a cluster placed off the top
+            size -= 1
+            hv[0], hk[0] = hv[size], hk[size]
+            _sift_down(hv, hk, size, 0)
+            lc, k = hv[0], hk[0]
+        f = lc + ap + ad
+        if not dec_l[i] or f >= mem[k] + m:
+            comp[k] = f
+            hv[0] = f
+            _sift_down(hv, hk, size, 0)
+        else:
+            best = np.inf
+            k = -1
+            for j in range(c):
+                x = max(comp[j] + ap + ad, mem[j] + m)
+                if x < best:
+                    best = x
+                    k = j
+            comp[k] = comp[k] + ap + ad
+            hv[size], hk[size] = comp[k], k
+            size += 1
+            _sift_up(hv, hk, size - 1)
+        mem[k] += m
+        pick[i] = k
+    return pick, max(comp.max(), mem.max())

@@ -53,8 +53,10 @@ def is_pool(inst: Instance) -> bool:
     return True
 
 
-def _pool(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """List scheduling with a heap on identical mixed clusters (exact earliest finish)."""
+def _pool(inst: Instance, order: np.ndarray, fast: bool = True
+          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """List scheduling with a heap on identical mixed clusters (exact earliest finish); ``fast``
+    runs the same steps compiled."""
     n, c = inst.n_requests, inst.n_clusters
     prompt = inst.prompt_tokens.astype(np.float64)
     out = inst.output_tokens.astype(np.float64)
@@ -63,6 +65,12 @@ def _pool(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, fl
     ap_all = prefill_seconds(inst, prompt, 0) / cap
     ad_all = decode_work_seconds(inst, out, 0) / cap
     m_all = kv_memory_time(inst, prompt, out, 0) / memcap
+    if fast:
+        pick, ms = _kernels.pool_kernel(ap_all[order], ad_all[order], m_all[order],
+                                        inst.output_tokens[order] > 0, c)
+        pre = np.empty(n, np.int64)
+        pre[order] = pick
+        return pre, np.where(inst.output_tokens > 0, pre, -1), float(ms)
     ap_l, ad_l, m_l = ap_all[order].tolist(), ad_all[order].tolist(), m_all[order].tolist()
     dec_l = (inst.output_tokens[order] > 0).tolist()  # prefill-only requests touch no KV memory
     comp = [0.0] * c
