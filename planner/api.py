@@ -74,13 +74,18 @@ def solve(
     return result
 
 
-def evaluate(problem: Scenario | Instance | str | Path, plan: Plan | Result | dict) -> Metrics:
-    """Recompute a plan's figures from the scenario and the plan alone."""
-    inst = as_instance(problem)
+def as_plan(inst: Instance, plan: Plan | Result | dict) -> Plan:
+    """A Plan from a Plan, a Result (its plan) or plan JSON (checked against the Instance)."""
     if isinstance(plan, Result):
         if plan.plan is None:
             raise ValueError(f"result of {plan.method} has no plan (status {plan.status})")
-        plan = plan.plan
-    elif isinstance(plan, dict):
-        plan, _ = plan_from_dict(plan, inst)
-    return evaluate_arrays(inst, plan)
+        return plan.plan
+    if isinstance(plan, dict):
+        return plan_from_dict(plan, inst)[0]
+    return plan
+
+
+def evaluate(problem: Scenario | Instance | str | Path, plan: Plan | Result | dict) -> Metrics:
+    """Recompute a plan's figures from the scenario and the plan alone."""
+    inst = as_instance(problem)
+    return evaluate_arrays(inst, as_plan(inst, plan))

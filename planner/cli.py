@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from planner.api import as_instance, evaluate, solve
-from planner.plan import plan_from_dict, plan_to_dict, write_json_atomic
+from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
-from planner.scenario.errors import InputError, PlanError, Problem
+from planner.scenario.errors import InputError, Problem
 from planner.scenario.load import load_scenario
 
 log = logging.getLogger("planner")
@@ -71,17 +71,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario)
     inst = as_instance(sc)
-    try:
-        data = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(args.plan, [Problem("<file>", "file not found", args.plan)]) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(args.plan, [Problem("<file>", f"not valid JSON: {exc}",
-                                            Path(args.plan).name)]) from None
-    plan, meta = plan_from_dict(data, inst, file=args.plan)
-    from planner.metrics import check_plan
-
-    check_plan(inst, plan, file=args.plan)
+    plan, meta = read_plan_file(args.plan, inst)
     m = evaluate(inst, plan)
     d = m.to_dict()
     if args.json:

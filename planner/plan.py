@@ -162,6 +162,23 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
     return Plan(pre, dec, order=data.get("order")), meta
 
 
+def read_plan_file(path: str | Path, instance: Any) -> tuple[Plan, dict]:
+    """Read and check a plan JSON file against an Instance; every problem is a PlanError naming
+    the file and the field."""
+    from planner.metrics import check_plan
+
+    file = str(path)
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(file, [Problem("<file>", "file not found", file)]) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PlanError(file, [Problem("<file>", f"not valid JSON: {exc}", Path(path).name)]) from None
+    plan, meta = plan_from_dict(data, instance, file=file)
+    check_plan(instance, plan, file=file)
+    return plan, meta
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON so that a reader sees the old file or the whole new one, never a part."""
     path = Path(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.instance import Instance
-from planner.plan import Plan, Result, plan_from_dict
+from planner.plan import Plan, Result
 from planner.scenario.model import Scenario
 from planner.simulate.config import ReplayConfig, make_config
 from planner.simulate.engine import run
@@ -26,16 +26,11 @@ def simulate(problem: Scenario | Instance | str | Path, plan: Plan | Result | di
     """Replay ``plan`` on the scenario through time. ``settings`` (see ReplayConfig) override the
     scenario's ``extra.simulate``; an explicit ``config`` replaces both. A bad setting raises
     OptionError, a plan that does not fit the scenario PlanError."""
-    from planner.api import as_instance
+    from planner.api import as_instance, as_plan
     from planner.metrics import check_plan
 
     inst = as_instance(problem)
-    if isinstance(plan, Result):
-        if plan.plan is None:
-            raise ValueError(f"result of {plan.method} has no plan (status {plan.status})")
-        plan = plan.plan
-    elif isinstance(plan, dict):
-        plan, _ = plan_from_dict(plan, inst)
+    plan = as_plan(inst, plan)
     check_plan(inst, plan)
     cfg = config if config is not None else make_config(inst.scenario.extra, **settings)
     return run(inst, plan, cfg)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
-from planner.scenario.errors import InputError, PlanError, Problem
+from planner.scenario.errors import InputError, Problem
 
 
 def _settings(pairs: list[str]) -> dict[str, Any]:
@@ -30,22 +29,14 @@ def _ms(x: float | None) -> str:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from planner.api import as_instance
-    from planner.metrics import check_plan, evaluate_arrays
-    from planner.plan import plan_from_dict
+    from planner.metrics import evaluate_arrays
+    from planner.plan import read_plan_file
     from planner.scenario.load import load_scenario
     from planner.simulate import make_config, simulate
 
     sc = load_scenario(args.scenario)
     inst = as_instance(sc)
-    try:
-        data = json.loads(Path(args.plan).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(args.plan, [Problem("<file>", "file not found", args.plan)]) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(args.plan, [Problem("<file>", f"not valid JSON: {exc}",
-                                            Path(args.plan).name)]) from None
-    plan, meta = plan_from_dict(data, inst, file=args.plan)
-    check_plan(inst, plan, file=args.plan)
+    plan, meta = read_plan_file(args.plan, inst)
     cfg = make_config(sc.extra, **_settings(args.set))
     replay = simulate(inst, plan, config=cfg)
     fluid = evaluate_arrays(inst, plan, check=False).makespan_s
