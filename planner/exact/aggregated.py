@@ -44,20 +44,79 @@ def _bucket(x: np.ndarray, ratio: float) -> np.ndarray:
     return out
 
 
-def request_classes(inst: Instance, ratio: float = 1.1, by_origin: bool = False
-                    ) -> tuple[np.ndarray, Items]:
+# bucket ratios tried by bucket_ratio=0 (auto), finest first
+AUTO_RATIOS = tuple(float(r) for r in np.round(np.geomspace(1.02, 8.0, 40), 4))
+
+
+class ClassKeys:
+    """The class key of every request for any bucket ratio, in one vectorized pass per ratio:
+    ``((prompt bucket x output buckets + output bucket) x groups + prefix group) x origins +
+    origin`` as one int64, counted with a bincount (no sort)."""
+
+    def __init__(self, inst: Instance, by_origin: bool = False):
+        n = inst.n_requests
+        ptr, idx, tok, _ = shared_blocks(inst)
+        first = np.full(n, -1, np.int64)
+        has = np.diff(ptr) > 0
+        first[has] = idx[ptr[:-1][has]]
+        self.first = first
+        self.first_tok = np.where(has, tok[np.maximum(first, 0)] if tok.size else 0.0, 0.0)
+        self.tok = tok
+        p = inst.prompt_tokens.astype(float)
+        o = inst.output_tokens.astype(float)
+        self.lp = np.where(p > 0, np.log(np.maximum(p, 1e-300)), -np.inf)
+        self.lo = np.where(o > 0, np.log(np.maximum(o, 1e-300)), -np.inf)
+        self.n_groups = int(first.max(initial=-1)) + 2
+        self.origin = inst.origin.astype(np.int64) if by_origin else np.zeros(n, np.int64)
+        self.n_orig = int(self.origin.max(initial=0)) + 1
+
+    def keys(self, ratio: float) -> tuple[np.ndarray, int]:
+        lr = np.log(ratio)
+        pb = np.where(np.isfinite(self.lp), 1 + np.floor(self.lp / lr), 0).astype(np.int64)
+        ob = np.where(np.isfinite(self.lo), 1 + np.floor(self.lo / lr), 0).astype(np.int64)
+        pb -= pb.min(initial=0)
+        n_ob = int(ob.max(initial=0)) + 1
+        key = ((pb * n_ob + ob) * self.n_groups + (self.first + 1)) * self.n_orig + self.origin
+        return key, int(key.max(initial=0)) + 1
+
+    def count(self, ratio: float) -> int:
+        key, top = self.keys(ratio)
+        if top <= 50_000_000:
+            return int(np.count_nonzero(np.bincount(key, minlength=top)))
+        return int(np.unique(key).size)
+
+    def classes(self, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        """Dense class index of every request and each class's size."""
+        key, top = self.keys(ratio)
+        if top <= 50_000_000:
+            cnt = np.bincount(key, minlength=top)
+            present = cnt > 0
+            label = np.cumsum(present) - 1
+            return label[key], cnt[present]
+        _, cls, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        return cls.ravel(), cnt
+
+    def choose(self, max_classes: int) -> float:
+        """The finest auto ratio giving at most ``max_classes`` classes (bisection: the count
+        falls as the ratio grows)."""
+        lo, hi = 0, len(AUTO_RATIOS) - 1
+        if self.count(AUTO_RATIOS[lo]) <= max_classes:
+            return AUTO_RATIOS[lo]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self.count(AUTO_RATIOS[mid]) <= max_classes:
+                hi = mid
+            else:
+                lo = mid
+        return AUTO_RATIOS[hi]
+
+
+def request_classes(inst: Instance, ratio: float = 1.1, by_origin: bool = False,
+                    keys: ClassKeys | None = None) -> tuple[np.ndarray, Items]:
     """Class of each request and the classes as model items (mean coefficients)."""
-    n = inst.n_requests
-    ptr, idx, tok, _ = shared_blocks(inst)
-    first = np.full(n, -1, np.int64)
-    has = np.diff(ptr) > 0
-    first[has] = idx[ptr[:-1][has]]
-    first_tok = np.where(has, tok[np.maximum(first, 0)] if tok.size else 0.0, 0.0)
-    keys = np.stack([_bucket(inst.prompt_tokens.astype(float), ratio),
-                     _bucket(inst.output_tokens.astype(float), ratio), first,
-                     inst.origin if by_origin else np.zeros(n, np.int64)], axis=1)
-    _, cls, count = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    cls = cls.ravel()
+    ck = keys if keys is not None else ClassKeys(inst, by_origin)
+    first, first_tok, tok = ck.first, ck.first_tok, ck.tok
+    cls, count = ck.classes(ratio)
     k = count.size
     pre_r, dec_r, mem_r = per_token_rates(inst)
     prompt = inst.prompt_tokens.astype(float)
@@ -107,13 +166,16 @@ def _round_counts(frac: np.ndarray, total: int) -> np.ndarray:
 
 
 def disaggregate(inst: Instance, model: PlacementModel, value, seed: int) -> Plan:
-    """Per class: pair shares from the solution, rounded, members dealt to pairs."""
+    """Per class: pair shares from the solution, rounded, members dealt to pairs (spread over
+    the members sorted by size)."""
     rng = np.random.default_rng(seed)
     it, v = model.items, model.vars
     n = inst.n_requests
     pre = np.full(n, -1, np.int64)
     dec = np.full(n, -1, np.int64)
     dc = inst.cluster_dc
+    prompt = inst.prompt_tokens.astype(float)
+    out = inst.output_tokens.astype(float)
     for k in range(it.n):
         mem = it.members[k]
         total = mem.size
@@ -147,14 +209,24 @@ def disaggregate(inst: Instance, model: PlacementModel, value, seed: int) -> Pla
                             sh.append(a[p] * b[d] / max(sa * sb / max(served, 1), 1e-300))
             share = np.array(sh)
         counts = _round_counts(share, served)
-        pick = rng.permutation(mem)[:served]
-        at = 0
-        for (p, d), c in zip(pairs, counts, strict=True):
-            if c:
-                sel = pick[at:at + c]
-                pre[sel] = p
-                dec[sel] = np.where(inst.output_tokens[sel] > 0, d, -1)
-                at += c
+        if served < total:
+            pick = rng.permutation(mem)[:served]
+        else:
+            # systematic dealing: members sorted by size, each pair's members spread evenly
+            # over the sorted order, so every pair gets the class's mix (not a random draw)
+            z = prompt[mem] / max(prompt[mem].mean(), 1e-9) + out[mem] / max(out[mem].mean(), 1e-9)
+            pick = mem[np.argsort(z, kind="stable")]
+        live = counts > 0
+        cnt = counts[live]
+        lab = np.repeat(np.flatnonzero(live), cnt)
+        first = np.repeat(np.cumsum(cnt) - cnt, cnt)
+        offset = np.repeat(rng.random(cnt.size), cnt)
+        pos = (np.arange(served) - first + offset) / np.repeat(cnt, cnt)
+        seq = lab[np.argsort(pos, kind="stable")]
+        pp = np.array([q[0] for q in pairs], np.int64)
+        dd = np.array([q[1] for q in pairs], np.int64)
+        pre[pick] = pp[seq]
+        dec[pick] = np.where(out[pick] > 0, dd[seq], -1)
     return Plan(pre, dec)
 
 
@@ -189,11 +261,9 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
         return Result("aggregated", "optimal", Plan.refuse_all(0), 0.0, 0.0, 0.0, info=info)
     t0 = time.perf_counter()
     ratio = float(opts.get("bucket_ratio", 0.0))
-    by_origin = bool(opts.get("by_origin", False))
-    for r in ([ratio] if ratio > 1 else [1.05, 1.1, 1.2, 1.35, 1.5, 2.0, 3.0, 4.0, 8.0]):
-        _, items = request_classes(inst, r, by_origin)
-        if items.n <= int(opts.get("max_classes", 1500)):
-            break
+    ck = ClassKeys(inst, bool(opts.get("by_origin", False)))
+    r = ratio if ratio > 1 else ck.choose(int(opts.get("max_classes", 1500)))
+    _, items = request_classes(inst, r, keys=ck)
     info["bucket_ratio"] = r
     model = PlacementModel(inst, items, symmetry=False, per_item_rent=False)
     buf = RowBuffer()
@@ -202,7 +272,10 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     info.update(classes=items.n, n_vars=len(buf.vars), n_rows=len(buf.rows),
                 build_s=time.perf_counter() - t0)
     t1 = time.perf_counter()
-    st, vals, f_lp, duals = solve_lp(buf, obj, v.T, time_limit=time_limit,
+    # leave time for the bound, the disaggregation and the evaluation (about 10 s per 1M)
+    reserve = 2.0 + 1e-5 * inst.n_requests
+    lp_limit = max(1.0, time_limit - (time.perf_counter() - t_start) - reserve)
+    st, vals, f_lp, duals = solve_lp(buf, obj, v.T, time_limit=lp_limit,
                                      num_workers=workers(opts.get("num_workers", 0)))
     info.update(lp_status=st, lp_s=time.perf_counter() - t1,
                 lp_objective_classes=to_problem_units(obj, f_lp, False))

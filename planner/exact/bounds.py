@@ -119,24 +119,57 @@ class PairCosts:
 
 
 def largest_request(pc: PairCosts) -> float:
-    """The cheapest pair's largest single load of the heaviest request."""
+    """The cheapest pair's largest single load of the heaviest request. Only requests whose
+    upper estimate (one fixed pair) can beat the largest lower estimate (the cheapest prefill
+    load alone) are scored over every pair."""
     inst = pc.inst
-    best = np.full(inst.n_requests, np.inf)
+    n = inst.n_requests
+    sel = np.arange(n)
+    if n > 10_000 and pc.P.size:
+        low = pc.suffix * pc.pre_r[pc.P].min()
+        fixed = _pair_max(pc, np.arange(n), *_first_pair(pc))
+        sel = np.flatnonzero(fixed >= low.max(initial=0.0))
+    return float(_cheapest_max(pc, sel).max(initial=0.0))
+
+
+def _first_pair(pc: PairCosts) -> tuple[int, int]:
+    inst = pc.inst
+    for p in pc.P:
+        for d in pc.D:
+            if inst.reachable[p, d]:
+                return int(p), int(d)
+    return int(pc.P[0]), -1
+
+
+def _pair_max(pc: PairCosts, r: np.ndarray, p: int, d: int) -> np.ndarray:
+    """Largest single load of requests ``r`` on the pair (p, d)."""
+    inst = pc.inst
+    pre = pc.suffix[r] * pc.pre_r[p]
+    if d < 0:
+        return pre
+    dec = pc.out[r] * pc.dec_r[d]
+    comp = np.maximum(pre, dec) if p != d else pre + dec
+    m = np.maximum(comp, pc.memu[r] * pc.mem_r[d])
+    if inst.n_links:
+        route = inst.pair_links[p * inst.n_clusters + d]
+        if route.any():
+            m = np.maximum(m, pc.kvb[r] * (route / inst.bandwidth_Bps).max())
+    return np.where(pc.has_dec[r], m, pre)
+
+
+def _cheapest_max(pc: PairCosts, sel: np.ndarray) -> np.ndarray:
+    inst = pc.inst
+    best = np.full(sel.size, np.inf)
+    if pc.D.size == 0:
+        for p in pc.P:
+            best = np.minimum(best, pc.suffix[sel] * pc.pre_r[p])
+        return best
     for p in pc.P:
         for d in pc.D:
             if not inst.reachable[p, d]:
                 continue
-            pre = pc.suffix * pc.pre_r[p]
-            dec = pc.out * pc.dec_r[d]
-            comp = np.maximum(pre, dec) if p != d else pre + dec
-            m = np.maximum(comp, pc.memu * pc.mem_r[d])
-            if inst.n_links:
-                route = inst.pair_links[p * inst.n_clusters + d]
-                if route.any():
-                    m = np.maximum(m, pc.kvb * (route / inst.bandwidth_Bps).max())
-            m = np.where(pc.has_dec, m, pc.suffix * pc.pre_r[p])
-            best = np.minimum(best, m)
-    return float(best.max(initial=0.0))
+            best = np.minimum(best, _pair_max(pc, sel, int(p), int(d)))
+    return best
 
 
 def served_upper(m: np.ndarray, horizon: float) -> int:

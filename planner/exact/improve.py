@@ -1,0 +1,122 @@
+"""Local search on a request-level ``makespan`` plan, aimed at a lower bound: the incumbent the
+exact backends are warm-started with.
+
+Every request sits on one valid (prefill, decode) pair; its load vector over the resources
+(compute and KV memory of every cluster, every link) comes from the model's coefficients (hence
+from :mod:`planner.metrics`). The search lowers the potential ``sum_r max(0, load_r - target)^2``
+with the best single move (one request to another pair) or, when no move helps, the best swap of
+the pairs of two requests; it stops when every load is within ``target`` (then the plan is within
+the bound's tolerance), when nothing improves, or at its time limit. Prefix sharing is not
+modelled here, so the search is skipped when shared blocks exist; the plan it returns is always
+re-scored by the evaluator.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from planner.exact._model import PlacementModel
+from planner.plan import Plan
+
+
+def _contributions(model: PlacementModel) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
+    """(n, K, R) load of each request on each pair, the K pairs, and (n, K) validity."""
+    inst, it = model.inst, model.items
+    c, nl = inst.n_clusters, inst.n_links
+    pairs = [(p, d) for p in model.P for d in model.D if inst.reachable[p, d]]
+    pairs += [(p, -1) for p in model.P]
+    n, k, r = it.n, len(pairs), 2 * c + nl
+    out = np.zeros((n, k, r))
+    ok = np.zeros((n, k), bool)
+    for j, (p, d) in enumerate(pairs):
+        if d < 0:
+            sel = ~it.has_dec
+            out[sel, j, p] = it.pre[sel, p]
+            ok[sel, j] = True
+            continue
+        sel = it.has_dec
+        out[sel, j, p] += it.pre[sel, p]
+        out[sel, j, d] += it.dec[sel, d]
+        out[sel, j, c + d] += it.mem[sel, d]
+        if nl:
+            route = inst.pair_links[p * c + d]
+            out[sel, j, 2 * c:] += it.kvb[sel, None] * (route / inst.bandwidth_Bps)[None, :]
+        ok[sel, j] = True
+    return out, pairs, ok
+
+
+def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limit: float,
+                     seed: int = 0, max_stall: int = 200, max_swap: int = 400) -> Plan:
+    """A plan whose loads are all within ``target`` if the search finds one, else the best
+    (by the makespan above ``target``, then the potential) it reached."""
+    it = model.items
+    if it.n_blocks > 0 or model.inst.objective != "makespan" or it.n == 0:
+        return plan
+    t_end = time.perf_counter() + max(0.0, time_limit)
+    cont, pairs, ok = _contributions(model)
+    index = {pq: j for j, pq in enumerate(pairs)}
+    n = it.n
+    fallback = np.argmin(np.where(ok, cont.max(axis=2), np.inf), axis=1)  # unplaced requests
+    cur = np.array([index.get((int(p), int(d) if it.has_dec[i] else -1), int(fallback[i]))
+                    for i, (p, d) in enumerate(zip(plan.prefill, plan.decode, strict=True))])
+    rows = np.arange(n)
+    load = cont[rows, cur].sum(axis=0)
+    big = np.where(ok, 0.0, np.inf)
+
+    def pot(x: np.ndarray) -> np.ndarray:
+        return (np.maximum(0.0, x - target) ** 2).sum(axis=-1)
+
+    rng = np.random.default_rng(seed)
+    best_cur, best_key = cur.copy(), (max(float(load.max()), target), float(pot(load)))
+    phi = best_key[0]
+    stall = 0
+    while phi > 0 and time.perf_counter() < t_end:
+        mine = cont[rows, cur]  # (n, R)
+        base = load[None, :] - mine  # without request i
+        # best single move
+        cand = pot(base[:, None, :] + cont) + big  # (n, K)
+        i, j = np.unravel_index(int(np.argmin(cand)), cand.shape)
+        if cand[i, j] < phi * (1 - 1e-12):
+            load = base[i] + cont[i, j]
+            cur[i] = j
+            phi = float(pot(load))
+        else:
+            # best swap between a request on an overloaded resource and any other request
+            over = np.flatnonzero(load > target)
+            touch = np.flatnonzero((mine[:, over] > 0).any(axis=1))
+            best = (phi * (1 - 1e-12), -1, -1)
+            for a in rng.permutation(touch)[:max_swap]:
+                ja = cur[a]
+                okb = ok[a, cur] & ok[rows, ja]
+                new = (load[None, :] - mine[a][None, :] - mine + cont[a, cur]
+                       + cont[rows, ja])
+                val = pot(new)
+                val[~okb] = np.inf
+                val[a] = np.inf
+                b = int(np.argmin(val))
+                if val[b] < best[0]:
+                    best = (float(val[b]), int(a), b)
+            if best[1] < 0:
+                stall += 1
+                if stall > max_stall:
+                    break
+                # perturb: move a random request touching an overloaded resource
+                a = int(rng.choice(touch)) if touch.size else int(rng.integers(n))
+                choices = np.flatnonzero(ok[a])
+                j = int(rng.choice(choices))
+                load = load - mine[a] + cont[a, j]
+                cur[a] = j
+                phi = float(pot(load))
+                continue
+            _, a, b = best
+            load = load - mine[a] - mine[b] + cont[a, cur[b]] + cont[b, cur[a]]
+            cur[a], cur[b] = cur[b], cur[a]
+            phi = float(pot(load))
+        key = (max(float(load.max()), target), phi)
+        if key < best_key:
+            best_key, best_cur = key, cur.copy()
+    pre = np.array([pairs[j][0] for j in best_cur], np.int64)
+    dec = np.array([pairs[j][1] for j in best_cur], np.int64)
+    return Plan(pre, dec)
