@@ -211,7 +211,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if (opts.get("improve", True) and inst.objective == "makespan" and items.n_blocks == 0):
         t_imp = time.perf_counter()
         warm = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
-                              min(15.0, 0.25 * time_limit), int(opts.get("seed", 0)), info)
+                              min(5.0, 0.08 * time_limit), int(opts.get("seed", 0)), info)
         info["improve_s"] = time.perf_counter() - t_imp
         if warm is not None:
             history.append((time.perf_counter() - t_start, info["improved_objective"], db["bound"]))
@@ -226,7 +226,8 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     info["build_s"] = time.perf_counter() - t0
     info["n_vars"], info["n_rows"] = len(buf.vars), len(buf.rows)
     left = max(0.5, time_limit - (time.perf_counter() - t_start))
-    out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, time_limit=left,
+    t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
+    out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left,
                    num_workers=workers(opts.get("num_workers", 0)), seed=int(opts.get("seed", 0)),
                    rel_gap=rel_gap)
     info.update(out.info)

@@ -19,7 +19,7 @@ def milp(inst: Instance, **opts: Any) -> Result:
 
     solver = str(opts.get("solver", "CBC"))
 
-    def fn(buf, obj, T, hint, *, t_ub, **kw):  # noqa: ANN001, ANN003
+    def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
         return solve_pulp(buf, obj, T, hint, solver=solver, **kw)
 
     res = run_exact(inst, "milp", fn, opts)
@@ -35,7 +35,7 @@ def milp_ortools(inst: Instance, **opts: Any) -> Result:
 
     solver = str(opts.get("solver", "SCIP"))
 
-    def fn(buf, obj, T, hint, *, t_ub, **kw):  # noqa: ANN001, ANN003
+    def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
         return solve_linear_solver(buf, obj, T, hint, solver=solver, **kw)
 
     res = run_exact(inst, "milp_ortools", fn, opts)

@@ -34,6 +34,8 @@ def run(inst, method: str, **opts):
         ev = evaluate_arrays(inst, res.plan).objective
         assert res.objective is not None and abs(res.objective - ev) <= 1e-9 * max(1, abs(ev)), \
             (method, res.objective, ev)
+    if res.status == "optimal":  # optimal means proven within the stated tolerance, no more
+        assert res.gap is not None and res.gap <= res.info["rel_gap"], (method, res.gap, res.info)
     return res
 
 

@@ -166,3 +166,51 @@ def test_aggregated_bound_is_valid_and_objective_exact():
     assert agg.bound <= exact.objective * (1 + 1e-9)
     assert agg.bound <= agg.objective
     assert agg.info["classes"] <= 40
+
+
+def test_class_keys_match_a_sort_based_grouping():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_exact import scenario
+
+    from planner import load_scenario
+    from planner.api import as_instance
+    from planner.exact.aggregated import ClassKeys, _bucket, request_classes
+    from planner.exact.bounds import PairCosts, _cheapest_max, largest_request
+
+    inst = as_instance(load_scenario(scenario(12_000, big=True)))
+    ck = ClassKeys(inst)
+    for ratio in (1.1, 2.0):
+        cls, items = request_classes(inst, ratio, keys=ck)
+        keys = np.stack([_bucket(inst.prompt_tokens.astype(float), ratio),
+                         _bucket(inst.output_tokens.astype(float), ratio), ck.first], axis=1)
+        _, ref = np.unique(keys, axis=0, return_inverse=True)
+        # the same partition of the requests (labels may differ)
+        pairs = np.unique(np.stack([cls, ref.ravel()], axis=1), axis=0)
+        assert pairs.shape[0] == items.n == ref.max() + 1
+        assert items.count.sum() == inst.n_requests
+    r = ck.choose(300)
+    assert ck.count(r) <= 300
+    # the pruned largest-request bound equals the full one
+    pc = PairCosts(inst)
+    assert largest_request(pc) == _cheapest_max(pc, np.arange(inst.n_requests)).max()
+
+
+def test_stopped_run_is_not_called_optimal():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_exact import scenario
+
+    from planner import load_scenario
+    from planner.api import as_instance
+
+    inst = as_instance(load_scenario(scenario(60)))
+    res = run(inst, "cpsat", time_limit=3, rel_gap=1e-6)
+    assert res.info["rel_gap"] == 1e-6
+    assert (res.status == "optimal") == (res.gap <= 1e-6)
+    if res.status == "feasible":
+        assert res.gap > 1e-6
