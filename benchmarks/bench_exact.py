@@ -84,6 +84,8 @@ def row(size: str, method: str, res, build_s: float | None) -> str:
     by = res.info.get("bound_from", "")
     if by == "domain":
         by = f"domain:{res.info.get('domain_bound_by')}"
+    elif by == "solver" and res.info.get("bisection_rounds"):
+        by = "solver (CP-SAT min + bisection on T)"
     return (f"| {size} | {method} | {f(b, '.2f')} | {f(solve_s, '.2f')} | {res.status} | "
             f"{f(res.objective)} | {f(res.bound)} | {f(res.gap, '.2e')} | {by} |")
 
@@ -97,7 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big-count", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=0)
     a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    import datetime
+    import os
+    import platform
+
+    import ortools
+
+    print(f"<!-- {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
+          f"{platform.machine()} {os.cpu_count()} cores; python {platform.python_version()}; "
+          f"ortools {ortools.__version__}; time limit {a.time_limit:g} s; "
+          f"command: python benchmarks/bench_exact.py {' '.join(argv or sys.argv[1:])} -->")
     print("| size | method | build s | solve s | status | objective | bound | gap | bound from |")
     print("|---|---|---|---|---|---|---|---|---|")
     cases = [(f"{a.big_count} req / 32 cl", scenario(a.big_count, big=True), ["aggregated"])] \
