@@ -81,7 +81,16 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         bound_f = cbc["bound"]
         if "optimal" in res:
             st = "optimal"
-            bound_f = f if bound_f is None else bound_f
+            if f is not None and "gap" not in res:
+                bound_f = f  # the tree was exhausted: f is the optimum
+            elif f is not None:
+                # stopped at gapRel ("Optimal solution found (within gap tolerance)"), CBC
+                # guarantees f within rel_gap, not f itself; its printed bound is rounded (and
+                # lowered by half a digit when parsed): the better of the two, at most f
+                nodes = [b for _, _, b in cbc["history"] if b is not None and abs(b) < 1e49]
+                known = [b for b in [bound_f] + nodes[-1:] if b is not None]
+                guaranteed = f - float(rel_gap) * abs(f) if rel_gap > 0 else f
+                bound_f = min(f, max([guaranteed] + known))
         elif "infeasible" in res:
             st = "infeasible"
         elif has_sol:
@@ -96,7 +105,7 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         timed_out = solve_s >= 0.97 * time_limit
         if status == "Optimal" and not timed_out:
             st = "optimal"
-            bound_f = f
+            bound_f = f - float(rel_gap) * abs(f) if (rel_gap > 0 and f is not None) else f
         elif status == "Infeasible":
             st = "infeasible"
         elif has_sol:

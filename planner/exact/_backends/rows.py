@@ -100,15 +100,28 @@ _CBC_NODE = re.compile(r"After \d+ nodes, \d+ on tree, (-?[\d.eE+-]+) best solut
 _CBC_MIPSTART = re.compile(r"MIPStart provided solution with cost (-?[\d.eE+-]+)")
 
 
+def _low(txt: str) -> float:
+    """A lower bound CBC printed rounded (``%g``, 6 significant digits, trailing zeros dropped,
+    e.g. ``64.934``): minus half a unit of its last significant digit, so that the rounding can
+    only weaken it."""
+    x = float(txt)
+    if x == 0 or not math.isfinite(x):
+        return x
+    digits = txt.lower().split("e")[0].replace("-", "").replace("+", "").replace(".", "")
+    sig = max(6, len(digits.lstrip("0")))
+    return x - 0.5 * 10.0 ** (math.floor(math.log10(abs(x))) - (sig - 1))
+
+
 def parse_cbc_log(text: str) -> dict[str, Any]:
     """CBC's own account: result line, objective, lower bound and a (t, incumbent, bound)
-    history. PuLP maps a time-out with a solution to "Optimal"; this log does not lie."""
+    history. PuLP maps a time-out with a solution to "Optimal"; this log does not lie. Bounds
+    are printed rounded: each is lowered by half a unit of its last printed digit."""
     out: dict[str, Any] = {"result": "", "objective": None, "bound": None, "history": []}
     best_bound: float | None = None
     for line in text.splitlines():
         m = _CBC_NODE.search(line)
         if m:
-            inc, bnd, t = float(m.group(1)), float(m.group(2)), float(m.group(3))
+            inc, bnd, t = float(m.group(1)), _low(m.group(2)), float(m.group(3))
             best_bound = bnd
             out["history"].append((t, inc if abs(inc) < 1e49 else None, bnd))
             continue
@@ -126,5 +139,5 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
         elif line.startswith("Objective value:"):
             out["objective"] = float(line.split(":")[1])
         elif line.startswith("Lower bound:"):
-            out["bound"] = float(line.split(":")[1])
+            out["bound"] = _low(line.split(":")[1].strip())
     return out
