@@ -215,6 +215,8 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         info["improve_s"] = time.perf_counter() - t_imp
         if warm is not None:
             history.append((time.perf_counter() - t_start, info["improved_objective"], db["bound"]))
+    info["prep_s"] = time.perf_counter() - t0  # requests, LP bound, local search
+    t0 = time.perf_counter()
     model = PlacementModel(inst, items, symmetry=bool(opts.get("symmetry", True)))
     t_ub = trivial_t_ub(model)
     if warm is not None and inst.objective == "makespan":
