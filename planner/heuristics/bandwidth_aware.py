@@ -18,7 +18,7 @@ import numpy as np
 
 from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, LoadState, arrival_order
-from planner.heuristics.greedy import CHUNK, make_result
+from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.plan import Plan, Result
 from planner.registry import register
@@ -50,27 +50,24 @@ def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True,
     inc = Increments(inst)
     refused: list[int] = []
     order = arrival_order(inst)
-    for s in range(0, n, CHUNK):
-        idx = order[s:s + CHUNK]
-        pm, dm, mm = inc.rows(idx)
-        for j, r in enumerate(idx.tolist()):
-            f = state.finish(r, pm[j], dm[j], mm[j])
-            ok = f <= limit
-            if not ok.any():
-                refused.append(r)
-                continue
-            cost = f
-            if state.has_links and out[r] > 0:
-                ref = horizon if horizon is not None else state.makespan()
-                if ref > 0:
-                    u = np.minimum(state.route_finish(float(inst.kv_bytes[r]))[state.route_of]
-                                   / ref, 0.99)
-                    cost = f * (1.0 + weight * u / (1.0 - u))
-            k = int(np.argmin(np.where(ok, cost, np.inf)))
-            p, d = int(state.p[k]), int(state.d[k])
-            state.assign(r, p, d, pm[j, p], dm[j, d], mm[j, d])
-            pre[r] = p
-            dec[r] = d if out[r] > 0 else -1
+    for r, pm, dm, mm in inc.each(order):
+        f = state.finish(r, pm, dm, mm)
+        ok = f <= limit
+        if not ok.any():
+            refused.append(r)
+            continue
+        cost = f
+        if state.has_links and out[r] > 0:
+            ref = horizon if horizon is not None else state.makespan()
+            if ref > 0:
+                u = np.minimum(state.route_finish(float(inst.kv_bytes[r]))[state.route_of]
+                               / ref, 0.99)
+                cost = f * (1.0 + weight * u / (1.0 - u))
+        k = int(np.argmin(np.where(ok, cost, np.inf)))
+        p, d = int(state.p[k]), int(state.d[k])
+        state.assign(r, p, d, pm[p], dm[d], mm[d])
+        pre[r] = p
+        dec[r] = d if out[r] > 0 else -1
     ref_arr = np.sort(np.array(refused, np.int64))
     return make_result("bandwidth_aware", Plan(pre, dec),
                        {"model_makespan_s": state.makespan(), "refused": ref_arr,

@@ -19,7 +19,7 @@ import numpy as np
 
 from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, InFlight, Prefixes, arrival_order, choice_pairs
-from planner.heuristics.greedy import CHUNK, make_result
+from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.metrics import compute_capacity, memory_capacity
 from planner.plan import Plan, Result
@@ -86,34 +86,31 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
     out = inst.output_tokens
     prompt = inst.prompt_tokens
     order = arrival_order(inst)
-    for s in range(0, n, CHUNK):
-        idx = order[s:s + CHUNK]
-        pm, dm, _ = inc.rows(idx)
-        for j, r in enumerate(idx.tolist()):
-            now = float(inst.arrival_s[r])
-            q = np.array([fl.count(k, now) for k in range(c)], np.float64)
-            kvu = np.array(fl.kv) / memcap
-            depth = prefix_depths(pf, r, c)
-            if style == "llmd":
-                qc = np.where(same, q[p_arr], (q[p_arr] + q[d_arr]) / 2.0)
-                span = qc.max() - qc.min()
-                qs = (qc.max() - qc) / span if span > 0 else np.ones_like(qc)
-                hit = depth[p_arr] / max(float(prompt[r]), 1.0)
-                score = w_prefix * hit + w_queue * qs + w_kv * (1.0 - kvu[d_arr])
-                k = int(np.argmax(score))
-            else:
-                blocks = (float(prompt[r]) - depth[p_arr]) / block_tokens
-                active = np.array(fl.kv)[d_arr] / (inst.kv_bytes_per_token * block_tokens
-                                                   * inst.replicas[d_arr])
-                k = int(np.argmin(overlap_weight * blocks + active))
-            p, d = int(p_arr[k]), int(d_arr[k])
-            pf.add(r, p)
-            kv = float(inst.kv_bytes[r]) if out[r] > 0 else 0.0
-            if p == d:
-                fl.add(p, now, pm[j, p] + dm[j, p], kv)
-            else:
-                fl.add(p, now, pm[j, p])
-                fl.add(d, max(now, fl.busy[p]), dm[j, d], kv)
-            pre[r] = p
-            dec[r] = d if out[r] > 0 else -1
+    for r, pm, dm, _ in inc.each(order):
+        now = float(inst.arrival_s[r])
+        q = np.array([fl.count(k, now) for k in range(c)], np.float64)
+        kvu = np.array(fl.kv) / memcap
+        depth = prefix_depths(pf, r, c)
+        if style == "llmd":
+            qc = np.where(same, q[p_arr], (q[p_arr] + q[d_arr]) / 2.0)
+            span = qc.max() - qc.min()
+            qs = (qc.max() - qc) / span if span > 0 else np.ones_like(qc)
+            hit = depth[p_arr] / max(float(prompt[r]), 1.0)
+            score = w_prefix * hit + w_queue * qs + w_kv * (1.0 - kvu[d_arr])
+            k = int(np.argmax(score))
+        else:
+            blocks = (float(prompt[r]) - depth[p_arr]) / block_tokens
+            active = np.array(fl.kv)[d_arr] / (inst.kv_bytes_per_token * block_tokens
+                                               * inst.replicas[d_arr])
+            k = int(np.argmin(overlap_weight * blocks + active))
+        p, d = int(p_arr[k]), int(d_arr[k])
+        pf.add(r, p)
+        kv = float(inst.kv_bytes[r]) if out[r] > 0 else 0.0
+        if p == d:
+            fl.add(p, now, pm[p] + dm[p], kv)
+        else:
+            fl.add(p, now, pm[p])
+            fl.add(d, max(now, fl.busy[p]), dm[d], kv)
+        pre[r] = p
+        dec[r] = d if out[r] > 0 else -1
     return make_result("cache_aware", Plan(pre, dec), {"style": style, "path": "general"})

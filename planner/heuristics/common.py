@@ -88,6 +88,15 @@ class Increments:
         mem = kv_memory_time(inst, p, o, cl) / self.memcap
         return pre, dec, mem
 
+    def each(self, order: np.ndarray, chunk: int = 2048):
+        """Requests in ``order`` with their rows of :meth:`rows`: ``(r, pre, dec, mem)``, each row
+        of length C, computed a chunk at a time (the online loop of the Python reference paths)."""
+        for s in range(0, len(order), chunk):
+            idx = order[s:s + chunk]
+            pre, dec, mem = self.rows(idx)
+            for j, r in enumerate(idx.tolist()):
+                yield r, pre[j], dec[j], mem[j]
+
 
 class Prefixes:
     """Which cluster holds which prefix block (the evaluator's caching rule, incrementally)."""

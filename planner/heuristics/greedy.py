@@ -29,7 +29,6 @@ from planner.plan import Plan, Result
 from planner.registry import register
 
 log = logging.getLogger(__name__)
-CHUNK = 2048
 
 
 def make_result(method: str, plan: Plan, info: dict | None = None,
@@ -128,16 +127,13 @@ def place_reference(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.n
     dec = np.full(n, -1, np.int64)
     out = inst.output_tokens
     inc = Increments(inst)
-    for s in range(0, n, CHUNK):
-        idx = order[s:s + CHUNK]
-        pre_m, dec_m, mem_m = inc.rows(idx)
-        for j, r in enumerate(idx.tolist()):
-            f = state.finish(r, pre_m[j], dec_m[j], mem_m[j])
-            k = int(np.argmin(f))
-            p, d = int(state.p[k]), int(state.d[k])
-            state.assign(r, p, d, pre_m[j, p], dec_m[j, d], mem_m[j, d])
-            pre[r] = p
-            dec[r] = d if out[r] > 0 else -1
+    for r, pre_m, dec_m, mem_m in inc.each(order):
+        f = state.finish(r, pre_m, dec_m, mem_m)
+        k = int(np.argmin(f))
+        p, d = int(state.p[k]), int(state.d[k])
+        state.assign(r, p, d, pre_m[p], dec_m[d], mem_m[d])
+        pre[r] = p
+        dec[r] = d if out[r] > 0 else -1
     return pre, dec, state.makespan(), "general"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from planner.heuristics import _kernels
 from planner.heuristics.common import Increments, LoadState, arrival_order
-from planner.heuristics.greedy import CHUNK, make_result
+from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.plan import Plan, Result
 from planner.registry import register
@@ -43,25 +43,22 @@ def locality(inst: Instance, fast: bool = True) -> Result:
     inc = Increments(inst)
     matched = 0
     order = arrival_order(inst)
-    for s in range(0, n, CHUNK):
-        idx = order[s:s + CHUNK]
-        pm, dm, mm = inc.rows(idx)
-        for j, r in enumerate(idx.tolist()):
-            mask, depth = pf.match(r, all_mask) if pf.on else (all_mask, 0.0)
-            if mask == all_mask:
-                sel = None
-            else:
-                matched += 1
-                held = [k for k in range(c) if (mask >> k) & 1]
-                sel = np.flatnonzero(np.isin(choice_p, held))
-            f = state.finish(r, pm[j], dm[j], mm[j], sel)
-            k = int(np.argmin(f))
-            if sel is not None:
-                k = int(sel[k])
-            p, d = int(state.p[k]), int(state.d[k])
-            state.assign(r, p, d, pm[j, p], dm[j, d], mm[j, d])
-            pre[r] = p
-            dec[r] = d if out[r] > 0 else -1
+    for r, pm, dm, mm in inc.each(order):
+        mask, depth = pf.match(r, all_mask) if pf.on else (all_mask, 0.0)
+        if mask == all_mask:
+            sel = None
+        else:
+            matched += 1
+            held = [k for k in range(c) if (mask >> k) & 1]
+            sel = np.flatnonzero(np.isin(choice_p, held))
+        f = state.finish(r, pm, dm, mm, sel)
+        k = int(np.argmin(f))
+        if sel is not None:
+            k = int(sel[k])
+        p, d = int(state.p[k]), int(state.d[k])
+        state.assign(r, p, d, pm[p], dm[d], mm[d])
+        pre[r] = p
+        dec[r] = d if out[r] > 0 else -1
     return make_result("locality", Plan(pre, dec),
                        {"model_makespan_s": state.makespan(), "prefix_matched": matched,
                         "path": "general"})

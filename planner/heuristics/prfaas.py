@@ -23,7 +23,7 @@ import logging
 import numpy as np
 
 from planner.heuristics.common import Increments, LoadState, arrival_order
-from planner.heuristics.greedy import CHUNK, make_result
+from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.plan import Plan, Result
 from planner.registry import register
@@ -61,29 +61,26 @@ def run(inst: Instance, threshold: float, remote: np.ndarray
     pf = state.prefixes
     offloaded = 0
     order = arrival_order(inst)
-    for s in range(0, n, CHUNK):
-        idx = order[s:s + CHUNK]
-        pm, dm, mm = inc.rows(idx)
-        for j, r in enumerate(idx.tolist()):
-            o = int(inst.origin[r])
-            sel = None
-            if 0 <= o < n_dc and local_sel[o] is not None:
-                sel = local_sel[o]
-                if remote_sel[o] is not None:
-                    saved = pf.saved_all(r, inst.n_clusters)
-                    hit = float(saved[local_pre[o]].max()) if saved is not None and \
-                        local_pre[o].size else 0.0
-                    if float(inst.prompt_tokens[r]) - hit > threshold:
-                        sel = remote_sel[o]
-                        offloaded += 1
-            f = state.finish(r, pm[j], dm[j], mm[j], sel)
-            k = int(np.argmin(f))
-            if sel is not None:
-                k = int(sel[k])
-            p, d = int(p_arr[k]), int(d_arr[k])
-            state.assign(r, p, d, pm[j, p], dm[j, d], mm[j, d])
-            pre[r] = p
-            dec[r] = d if out[r] > 0 else -1
+    for r, pm, dm, mm in inc.each(order):
+        o = int(inst.origin[r])
+        sel = None
+        if 0 <= o < n_dc and local_sel[o] is not None:
+            sel = local_sel[o]
+            if remote_sel[o] is not None:
+                saved = pf.saved_all(r, inst.n_clusters)
+                hit = float(saved[local_pre[o]].max()) if saved is not None and \
+                    local_pre[o].size else 0.0
+                if float(inst.prompt_tokens[r]) - hit > threshold:
+                    sel = remote_sel[o]
+                    offloaded += 1
+        f = state.finish(r, pm, dm, mm, sel)
+        k = int(np.argmin(f))
+        if sel is not None:
+            k = int(sel[k])
+        p, d = int(p_arr[k]), int(d_arr[k])
+        state.assign(r, p, d, pm[p], dm[d], mm[d])
+        pre[r] = p
+        dec[r] = d if out[r] > 0 else -1
     return pre, dec, state.makespan(), offloaded
 
 
