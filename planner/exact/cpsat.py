@@ -13,11 +13,11 @@ from planner.registry import register
 
 @register("cpsat", "exact placement model on OR-Tools CP-SAT (loads scaled to integers, "
           "rounded up; plan re-scored in floats), with incumbent/bound history",
-          options={**COMMON, "resolution": 10_000_000, "bisect": True}, kind="exact", online=False)
+          options={**COMMON, "resolution": 1_000_000_000, "bisect": True}, kind="exact", online=False)
 def cpsat(inst: Instance, **opts: Any) -> Result:
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
-    resolution = int(opts.get("resolution", 10_000_000))
+    resolution = int(opts.get("resolution", 1_000_000_000))
     bisect = bool(opts.get("bisect", True))
 
     def fn(buf, obj, T, hint, **kw):  # noqa: ANN001, ANN003

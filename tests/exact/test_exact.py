@@ -153,6 +153,24 @@ def test_cpsat_scaling_warns_when_inexact(caplog):
     assert res.objective == pytest.approx(opt, rel=1e-6)
 
 
+def test_cpsat_coarse_resolution_warns_and_keeps_the_bound_valid(caplog):
+    """A coarse integer scale spends the tolerance on rounding: the run says so, and its bound
+    (corrected by the worst rounding) still never passes the brute-force optimum."""
+    inst = instance([{"name": "a", "prefill_tokens_per_s": 3000.0}, {"name": "b"}],
+                    [{"prompt_tokens": t} for t in (1000, 2000, 1700, 1300, 900)])
+    opt, _ = brute_force(inst)
+    with caplog.at_level(logging.WARNING):
+        coarse = run(inst, "cpsat", resolution=200)
+    assert any("slack" in r.message and "resolution" in r.message for r in caplog.records)
+    assert coarse.bound <= opt * (1 + 1e-9)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        fine = run(inst, "cpsat")
+    assert not any("slack" in r.message for r in caplog.records)
+    assert fine.status == "optimal" and fine.objective == pytest.approx(opt, rel=1e-4)
+    assert opt * (1 - 1e-4) <= fine.bound <= opt * (1 + 1e-9)
+
+
 def test_aggregated_bound_is_valid_and_objective_exact():
     rng = np.random.default_rng(2)
     clusters = [{"name": "p", "role": "prefill"}, {"name": "m", "dc": "dc1"},

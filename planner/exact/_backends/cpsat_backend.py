@@ -82,6 +82,10 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
                     "model is conservative, the plan is re-scored in floats", q, slack * q,
                     slack * q / max(t_ub, 1e-300), t_ub)
     info["time_slack_quanta"] = slack
+    if not exact and slack * q > 0.1 * rel_gap * max(t_ub, 1e-300):
+        log.warning("cpsat: the rounding slack %.3g s is over a tenth of rel_gap x bound (%.3g s): "
+                    "raise resolution (now %d) or proofs within rel_gap may be out of reach",
+                    slack * q, rel_gap * t_ub, resolution)
     m = cp_model.CpModel()
     hint_int: dict[int, int] = {}
     hint_t: int | None = None
@@ -203,11 +207,12 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
             clock, history, to_units, info, t0) -> SolveOutcome:
-    """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible just above the LP bound
-    far faster than its min-T search raises the bound there. Half the time goes to the plain
-    minimisation (incumbents), then rounds restrict T's domain to ``[lb, mid]`` with mid 30 %
-    of the way from lb to the incumbent, and the rest (after an undecided round) to
-    ``[lb, incumbent - 1]``. Each round minimises T:
+    """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
+    min-T search raises the bound there. 40 % of the time goes to the plain minimisation
+    (incumbents); then each round restricts T's domain to ``[lb, mid]``, mid being the
+    *closing* cap (the largest T whose infeasibility proves the incumbent within ``rel_gap``,
+    half the time left) or, after an undecided closing round, the point halfway from lb to it
+    (half the time left) to raise the bound before the next closing round. Each round minimises T:
     infeasible -> every plan has T > mid (integer quanta; the float bound subtracts the worst
     rounding ``slack`` when the scaling is inexact); a solution -> new incumbent (the restricted
     problem then holds the optimum, so its bound is global); unknown -> the bound is
@@ -221,7 +226,6 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     if hint_t is not None:
         ub = int(hint_t)
     rounds = []
-    fails = 0
 
     def f_bound(b: int) -> float:
         return q * (b - slack) if not exact else q * b
@@ -239,21 +243,28 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             except Exception:  # noqa: BLE001
                 pass
 
+    def closing_mid() -> int:
+        """The largest ``mid`` whose infeasibility proves the incumbent within rel_gap:
+        ``f_bound(mid + 1) >= (1 - rel_gap) q ub``."""
+        target = (1.0 - rel_gap) * ub + (slack if not exact else 0.0)
+        return max(lb, int(math.ceil(target - 1e-9)) - 1)
+
     word = ""
-    phase = 0  # 0: plain minimisation (half the time), 1: bisection near lb, 2: the rest
+    phase = "min"  # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
     while not gap_ok():
         left = time_limit - (clock() - t0)
         if left < 0.2:
             break
-        if ub is None or phase == 0:
-            mid, budget = (t_hi if ub is None else ub), (left if ub is None else 0.5 * left)
-            phase = 1
-        elif phase == 1:
-            # just above lb: an infeasibility proof there is quick and raises the bound
-            mid = lb + max(0, int((ub - 1 - lb) * 0.3))
-            budget = min(left, max(2.0, left / 4.0))
+        if ub is None or phase == "min":
+            mid, budget = (t_hi if ub is None else ub), (left if ub is None else 0.4 * left)
+            next_phase = "close"
+        elif phase == "close":
+            mid, budget = closing_mid(), (0.5 * left if left > 4.0 else left)
+            next_phase = "close"
         else:
-            mid, budget = ub - 1, left
+            cm = closing_mid()
+            mid, budget = lb + max(0, (cm - lb) // 2), 0.5 * left
+            next_phase = "close"
         dom[0], dom[1] = int(lb), int(max(lb, mid))
         m.ClearHints()
         src = best if best is not None else None
@@ -268,30 +279,31 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
         solver.parameters.max_time_in_seconds = max(0.2, budget)
         code = solver.Solve(m, _Cb())
         word = solver.StatusName(code)
-        rounds.append((int(mid), word, round(clock() - t0, 2)))
+        rounds.append((phase, int(mid), word, round(clock() - t0, 2)))
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             val = int(round(solver.ObjectiveValue()))
             if ub is None or val <= ub:
                 ub = val
                 best = [float(solver.Value(x)) for x in xs]
-            # OPTIMAL may mean "within relative_gap_limit": the bound, not the value
+            # the restricted problem holds every plan better than the incumbent: its bound is
+            # global (OPTIMAL may mean "within relative_gap_limit": take the bound, not the value)
             lb = max(lb, int(math.ceil(solver.BestObjectiveBound() - 1e-9)))
-            fails = 0
+            phase = next_phase
         elif code == cp_model.INFEASIBLE:
             lb = max(lb, int(mid) + 1)
-            fails = 0
             if ub is None and mid >= t_hi:
                 break
+            phase = next_phase
         else:
             try:
                 rb = int(math.ceil(solver.BestObjectiveBound() - 1e-9))
             except Exception:  # noqa: BLE001
                 rb = lb
             lb = max(lb, min(rb, int(mid) + 1))
-            fails += 1
-            if phase == 2 or mid >= (ub if ub is not None else t_hi) - 1:
+            if ub is None:
                 break
-            phase = 2  # the region above lb is hard: spend the rest on [lb, ub - 1]
+            # undecided at the closing cap: raise the bound halfway, then try again
+            phase = "raise" if phase == "close" else "close"
     dom[0], dom[1] = 0, int(t_hi)
     info["solve_s"] = clock() - t0
     info["bisection_rounds"] = rounds
