@@ -3,6 +3,7 @@ start, model-build seconds, solve seconds, objective, bound and gap per backend.
 
     python benchmarks/bench_exact.py                     # 50/200/1000 requests, every backend
     python benchmarks/bench_exact.py --sizes 200 --methods cpsat --time-limit 60
+    python benchmarks/bench_exact.py --sizes 200 --seeds 1,2,3,4,5   # five workloads per size
     python benchmarks/bench_exact.py --big               # aggregated, 1M requests, 32 clusters
 
 Instances: 8 clusters in 3 datacenters (prefill-only in dc-a, decode and mixed in dc-b and
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--big", action="store_true", help="aggregated on 1M requests, 32 clusters")
     ap.add_argument("--big-count", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--seeds", default="1", help="workload seeds, comma-separated (one row each)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     import datetime
@@ -115,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
           "| bound from |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     cases = [(f"{a.big_count} req / 32 cl", scenario(a.big_count, big=True), ["aggregated"])] \
-        if a.big else [(f"{n} req / 8 cl", scenario(int(n)), a.methods.split(","))
-                       for n in a.sizes.split(",")]
+        if a.big else [(f"{n} req / 8 cl" + (f" / seed {sd}" if a.seeds != "1" else ""),
+                        scenario(int(n), seed=int(sd)), a.methods.split(","))
+                       for n in a.sizes.split(",") for sd in a.seeds.split(",")]
     for size, sc, methods in cases:
         t0 = time.perf_counter()
         inst = as_instance(load_scenario(sc))

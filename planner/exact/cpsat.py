@@ -13,15 +13,18 @@ from planner.registry import register
 
 @register("cpsat", "exact placement model on OR-Tools CP-SAT (loads scaled to integers, "
           "rounded up; plan re-scored in floats), with incumbent/bound history",
-          options={**COMMON, "resolution": 1_000_000_000, "bisect": True}, kind="exact", online=False)
+          options={**COMMON, "resolution": 1_000_000_000, "bisect": True,
+                   "bisect_min_share": 0.4}, kind="exact", online=False)
 def cpsat(inst: Instance, **opts: Any) -> Result:
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
     resolution = int(opts.get("resolution", 1_000_000_000))
     bisect = bool(opts.get("bisect", True))
+    min_share = float(opts.get("bisect_min_share", 0.4))
 
     def fn(buf, obj, T, hint, **kw):  # noqa: ANN001, ANN003
-        return solve_cpsat(buf, obj, T, hint, resolution=resolution, bisect=bisect, **kw)
+        return solve_cpsat(buf, obj, T, hint, resolution=resolution, bisect=bisect,
+                           min_share=min_share, **kw)
 
     res = run_exact(inst, "cpsat", fn, opts)
     res.info["solver"] = "ortools/cp-sat"

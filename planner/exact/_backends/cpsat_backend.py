@@ -51,7 +51,8 @@ def _to_int(coef: np.ndarray, q: float, exact: bool) -> np.ndarray:
 
 def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                 t_ub: float, time_limit: float, num_workers: int, seed: int, rel_gap: float,
-                resolution: int, t_lb: float = 0.0, bisect: bool = True) -> SolveOutcome:
+                resolution: int, t_lb: float = 0.0, bisect: bool = True,
+                min_share: float = 0.4) -> SolveOutcome:
     from ortools.sat.python import cp_model
 
     clock = Clock()
@@ -184,7 +185,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     t0 = clock()
     if obj.kind == "makespan" and bisect:
         return _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap,
-                       float(time_limit), clock, history, to_units, info, t0)
+                       float(time_limit), clock, history, to_units, info, t0, min_share)
     code = solver.Solve(m, _Cb())
     info["solve_s"] = clock() - t0
     word = solver.StatusName(code)
@@ -206,13 +207,14 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
 
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
-            clock, history, to_units, info, t0) -> SolveOutcome:
+            clock, history, to_units, info, t0, min_share: float = 0.4) -> SolveOutcome:
     """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
-    min-T search raises the bound there. 40 % of the time goes to the plain minimisation
-    (incumbents); then each round restricts T's domain to ``[lb, mid]``, mid being the
-    *closing* cap (the largest T whose infeasibility proves the incumbent within ``rel_gap``,
-    half the time left) or, after an undecided closing round, the point halfway from lb to it
-    (half the time left) to raise the bound before the next closing round. Each round minimises T:
+    min-T search raises the bound there. A share ``min_share`` (40 %) of the time goes to the
+    plain minimisation (incumbents; none when 0 and a warm start exists). Then each round
+    restricts T's domain to ``[lb, mid]``, mid being the *closing* cap (the largest T whose
+    infeasibility proves the incumbent within ``rel_gap``; half the time left) or, after an
+    undecided closing round, the point halfway from lb to it (half the time left), which
+    raises the bound before the next closing round. Each round minimises T:
     infeasible -> every plan has T > mid (integer quanta; the float bound subtracts the worst
     rounding ``slack`` when the scaling is inexact); a solution -> new incumbent (the restricted
     problem then holds the optimum, so its bound is global); unknown -> the bound is
@@ -250,13 +252,14 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
         return max(lb, int(math.ceil(target - 1e-9)) - 1)
 
     word = ""
-    phase = "min"  # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
+    # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
+    phase = "min" if (min_share > 0 or ub is None) else "close"
     while not gap_ok():
         left = time_limit - (clock() - t0)
         if left < 0.2:
             break
         if ub is None or phase == "min":
-            mid, budget = (t_hi if ub is None else ub), (left if ub is None else 0.4 * left)
+            mid, budget = (t_hi if ub is None else ub), (left if ub is None else min_share * left)
             next_phase = "close"
         elif phase == "close":
             mid, budget = closing_mid(), (0.5 * left if left > 4.0 else left)
