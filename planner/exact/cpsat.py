@@ -10,17 +10,18 @@ from planner.instance import Instance
 from planner.plan import Result
 from planner.registry import register
 
+OPTIONS = {**COMMON, "resolution": 1_000_000_000, "bisect": True, "bisect_min_share": 0.4}
+
 
 @register("cpsat", "exact placement model on OR-Tools CP-SAT (loads scaled to integers, "
           "rounded up; plan re-scored in floats), with incumbent/bound history",
-          options={**COMMON, "resolution": 1_000_000_000, "bisect": True,
-                   "bisect_min_share": 0.4}, kind="exact", online=False)
+          options=OPTIONS, kind="exact", online=False)
 def cpsat(inst: Instance, **opts: Any) -> Result:
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
-    resolution = int(opts.get("resolution", 1_000_000_000))
-    bisect = bool(opts.get("bisect", True))
-    min_share = float(opts.get("bisect_min_share", 0.4))
+    resolution = int(opts.get("resolution", OPTIONS["resolution"]))
+    bisect = bool(opts.get("bisect", OPTIONS["bisect"]))
+    min_share = float(opts.get("bisect_min_share", OPTIONS["bisect_min_share"]))
 
     def fn(buf, obj, T, hint, **kw):  # noqa: ANN001, ANN003
         return solve_cpsat(buf, obj, T, hint, resolution=resolution, bisect=bisect,

@@ -207,7 +207,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
 
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
-            clock, history, to_units, info, t0, min_share: float = 0.4) -> SolveOutcome:
+            clock, history, to_units, info, t0, min_share) -> SolveOutcome:
     """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
     min-T search raises the bound there. A share ``min_share`` (40 %) of the time goes to the
     plain minimisation (incumbents; none when 0 and a warm start exists). Then each round
@@ -260,14 +260,10 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             break
         if ub is None or phase == "min":
             mid, budget = (t_hi if ub is None else ub), (left if ub is None else min_share * left)
-            next_phase = "close"
         elif phase == "close":
             mid, budget = closing_mid(), (0.5 * left if left > 4.0 else left)
-            next_phase = "close"
         else:
-            cm = closing_mid()
-            mid, budget = lb + max(0, (cm - lb) // 2), 0.5 * left
-            next_phase = "close"
+            mid, budget = lb + max(0, (closing_mid() - lb) // 2), 0.5 * left
         dom[0], dom[1] = int(lb), int(max(lb, mid))
         m.ClearHints()
         src = best if best is not None else None
@@ -291,12 +287,12 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             # the restricted problem holds every plan better than the incumbent: its bound is
             # global (OPTIMAL may mean "within relative_gap_limit": take the bound, not the value)
             lb = max(lb, int(math.ceil(solver.BestObjectiveBound() - 1e-9)))
-            phase = next_phase
+            phase = "close"  # decided: try to close again
         elif code == cp_model.INFEASIBLE:
             lb = max(lb, int(mid) + 1)
             if ub is None and mid >= t_hi:
                 break
-            phase = next_phase
+            phase = "close"  # decided: try to close again
         else:
             try:
                 rb = int(math.ceil(solver.BestObjectiveBound() - 1e-9))
