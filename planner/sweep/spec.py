@@ -22,9 +22,11 @@ Every problem is reported as ``FILE: field: message (given)`` (a :class:`SweepEr
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
+import os
 import re
 import types
 import typing
@@ -115,15 +117,21 @@ class Point:
     options: dict[str, Any] = field(hash=False)
     time_limit: float | None
 
+    @functools.cached_property
+    def content(self) -> str:
+        """The scenario's digest plus the digest of the trace file the point reads (its bytes,
+        not its path: a trace rewritten in place is a new point)."""
+        trace = trace_file(apply_overrides(self.base.document, self.overrides))
+        return self.base.digest if trace is None else f"{self.base.digest}:{file_digest(trace)}"
+
     @property
     def key(self) -> str:
-        """Hash of (scenario content, overrides, method, options incl. time limit)."""
-        return point_key(self.base.digest, self.overrides, self.method, self.options,
-                         self.time_limit)
+        """Hash of (scenario and trace content, overrides, method, options incl. time limit)."""
+        return point_key(self.content, self.overrides, self.method, self.options, self.time_limit)
 
     @property
     def scenario_key(self) -> str:
-        return point_key(self.base.digest, self.overrides, "", {}, None)
+        return point_key(self.content, self.overrides, "", {}, None)
 
     def task(self) -> dict[str, Any]:
         """What a worker needs (plain data, picklable, independent of this module)."""
@@ -131,6 +139,35 @@ class Point:
                 "document": self.base.document, "base_dir": self.base.base_dir,
                 "overrides": [list(o) for o in self.overrides], "method": self.method,
                 "options": self.options, "time_limit": self.time_limit}
+
+
+def trace_file(doc: dict[str, Any]) -> str | None:
+    """The trace file a scenario document reads, as a worker resolves it (a relative path
+    against the current folder; the base scenario's own path is made absolute on loading)."""
+    wl = doc.get("workload")
+    f = wl.get("file") if isinstance(wl, dict) else None
+    if not isinstance(f, dict) or "path" not in f:
+        return None
+    return str(Path(str(f["path"])).absolute())
+
+
+@functools.lru_cache(maxsize=256)
+def _digest_of(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:20]
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's bytes (memoised per path, modification time and size);
+    ``unreadable`` when it cannot be read (the point then fails with the loader's error)."""
+    try:
+        st = os.stat(path)
+        return _digest_of(path, st.st_mtime_ns, st.st_size)
+    except OSError:
+        return "unreadable"
 
 
 def canonical(x: Any) -> str:

@@ -207,3 +207,26 @@ def test_store_header(tmp_path: Path) -> None:
 def test_sweep_error_type(tmp_path: Path) -> None:
     with pytest.raises(SweepError):
         load_sweep(_sweep(tmp_path, grid={}))
+
+
+def test_rewritten_trace_is_a_new_point(tmp_path: Path) -> None:
+    """The point key hashes the trace file's bytes, not its path: a trace rewritten in place is
+    recomputed (its makespan changes), an unchanged one is reused."""
+    sc = yaml.safe_load(_scenario(tmp_path).read_text())
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,10\n0.1,200,20\n")
+    sc["workload"] = {"file": {"path": "trace.csv", "format": "csv", "origin": "dc0"}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(sc))
+    doc = {"name": "t", "scenario": "base.yaml", "methods": ["greedy"],
+           "grid": {"links[0].bandwidth_gbps": [1, 100]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    first = run_sweep(path, report=False)
+    assert first.computed == 2
+    assert run_sweep(path, report=False).computed == 0
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,10\n0.1,4000,400\n")
+    second = run_sweep(path, report=False)
+    assert (second.reused, second.computed) == (0, 2)
+    before = sorted(r["makespan_s"] for r in first.table)
+    after = sorted(r["makespan_s"] for r in second.table)
+    assert all(b > a for a, b in zip(before, after, strict=True))
