@@ -1,0 +1,134 @@
+"""Probes of the 200-request integrality gap (benchmarks/results/exact.md): capped runs, where T's
+domain is cut at a multiple of the LP relaxation (a found plan or a proof that none exists), and
+partial-integrality relaxations, where only the K heaviest requests are integral (a valid lower
+bound, solved by SCIP).
+
+    python benchmarks/probe_gap.py --seed 1 --cap 1.0005                 # CP-SAT, 2 workers
+    python benchmarks/probe_gap.py --seed 1 --cap 1.0003 --solver scip   # independent check
+    python benchmarks/probe_gap.py --seed 1 --partial 20,40,80 --rank share
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_exact import scenario  # noqa: E402
+
+from planner import load_scenario  # noqa: E402
+from planner.api import as_instance  # noqa: E402
+from planner.exact._backends.rows import RowBuffer  # noqa: E402
+from planner.exact._model import PlacementModel, request_items  # noqa: E402
+from planner.metrics import evaluate_arrays  # noqa: E402
+
+
+def lp_relaxation(inst, items):  # noqa: ANN001, ANN201
+    from planner.exact._backends.ortools_mip import solve_lp
+    from planner.exact.aggregated import lp_directions
+
+    model = PlacementModel(inst, items, symmetry=False)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    _, _, f_lp, duals = solve_lp(buf, model.objective(), v.T, time_limit=30.0, num_workers=1)
+    return f_lp, lp_directions(inst, model, duals)[0][1:]
+
+
+def capped(inst, items, lp: float, cap: float, solver: str, time_limit: float, symmetry: bool) -> str:
+    model = PlacementModel(inst, items, symmetry=symmetry)
+    buf = RowBuffer()
+    v = model.build(buf, lp * cap)
+    t0 = time.perf_counter()
+    if solver == "scip":
+        from planner.exact._backends.ortools_mip import solve_linear_solver
+        out = solve_linear_solver(buf, model.objective(), v.T, None, solver="SCIP",
+                                  time_limit=time_limit, num_workers=1, seed=0, rel_gap=1e-9)
+    else:
+        from planner.exact._backends.cpsat_backend import solve_cpsat
+        out = solve_cpsat(buf, model.objective(), v.T, None, t_ub=lp * cap, time_limit=time_limit,
+                          num_workers=2, seed=0, rel_gap=1e-9, resolution=10**9, bisect=False)
+    wall = time.perf_counter() - t0
+    text = f"cap LP x {cap}: {out.status} ({out.termination}) in {wall:.1f} s"
+    if out.value is not None:
+        t = evaluate_arrays(inst, model.plan_of_values(out.value)).makespan_s
+        text += f"; plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
+    return text
+
+
+def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: float) -> list[str]:
+    from ortools.linear_solver import pywraplp
+
+    from planner.exact.bounds import PairCosts
+
+    lc, lm, ll = lam
+    if rank == "share":  # the request's largest load on a resource the LP prices
+        size = np.maximum.reduce([(items.mem * (lm > 0)).max(1), (items.pre * (lc > 0)).max(1),
+                                  (items.dec * (lc > 0)).max(1),
+                                  (items.kvb[:, None] / inst.bandwidth_Bps[None, :]
+                                   * (ll > 0)).max(1)])
+    else:  # the request's cheapest cost at the LP's dual prices
+        size = PairCosts(inst).min_cost(lc, lm, ll)
+    order = np.argsort(-size)
+    model = PlacementModel(inst, items, symmetry=True)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    owner = {x: i for i in range(items.n) for x in [*v.a[i].values(), *v.b[i].values(), *v.w[i].values()]}
+    out = []
+    for k in ks:
+        integral = set(order[:k].tolist())
+        s = pywraplp.Solver.CreateSolver("SCIP")
+        inf = s.infinity()
+        xs = [(s.IntVar if (sp.integer and owner.get(j, -1) in integral) else s.NumVar)(
+            sp.lb, inf if math.isinf(sp.ub) else sp.ub, "") for j, sp in enumerate(buf.vars)]
+        for row in buf.rows:
+            ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
+                                 inf if math.isinf(row.hi) else row.hi, "")
+            for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
+                ct.SetCoefficient(xs[i], c)
+        s.Objective().SetCoefficient(xs[v.T], 1.0)
+        s.Objective().SetMinimization()
+        s.SetTimeLimit(int(time_limit * 1000))
+        p = pywraplp.MPSolverParameters()
+        p.SetDoubleParam(p.RELATIVE_MIP_GAP, 1e-6)
+        t0 = time.perf_counter()
+        code = s.Solve(p)
+        b = s.Objective().BestBound()
+        word = {pywraplp.Solver.OPTIMAL: "optimal"}.get(code, f"code {code}")
+        out.append(f"K={k} integral ({rank}): {word} in {time.perf_counter() - t0:.1f} s, "
+                   f"bound {b:.6f} = LP x {b / lp:.6f}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--cap", type=float, help="cap T at LP x CAP")
+    ap.add_argument("--solver", choices=("cpsat", "scip"), default="cpsat")
+    ap.add_argument("--no-symmetry", action="store_true")
+    ap.add_argument("--partial", help="K values: only the K heaviest requests integral")
+    ap.add_argument("--rank", choices=("cost", "share"), default="cost")
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    inst = as_instance(load_scenario(scenario(a.requests, seed=a.seed)))
+    items = request_items(inst)
+    lp, lam = lp_relaxation(inst, items)
+    print(f"seed {a.seed}, {a.requests} requests: LP relaxation {lp:.6f}")
+    if a.cap:
+        print(capped(inst, items, lp, a.cap, a.solver, a.time_limit, not a.no_symmetry))
+    if a.partial:
+        for line in partial(inst, items, lp, lam, [int(k) for k in a.partial.split(",")], a.rank,
+                            a.time_limit):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
