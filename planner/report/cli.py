@@ -72,12 +72,15 @@ def _method_options(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    if args.hard_timeout is not None and not args.hard_timeout > 0:
+        raise InputError("--hard-timeout", [Problem("--hard-timeout", "must be a positive number "
+                                                     "of seconds", str(args.hard_timeout))])
     names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.scenario).stem}.html"
     bars = ProgressBars(enabled=not args.no_progress)
     with logging_redirect_tqdm():
         data, paths = compare(args.scenario, names, args.time_limit, out, progress=bars,
-                              options=_method_options(args.option))
+                              options=_method_options(args.option), hard_timeout=args.hard_timeout)
     print(f"{'method':<16} {'status':<20} {'makespan_s':>12} {'cost_$':>12} {'served':>8} "
           f"{'gap_best':>9} {'wall_s':>8}")
     for r in data["table"]:
@@ -106,5 +109,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="report HTML (default reports/SCENARIO.html); CSV and JSON beside it")
     s.add_argument("--option", "-O", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method option, repeatable, e.g. -O random.seed=3")
+    s.add_argument("--hard-timeout", type=float, default=None, metavar="SECONDS",
+                   help="run each method in its own process and kill it after SECONDS (start-up "
+                        "included: about 1 s, more on a first run while numba compiles): a "
+                        "method that overruns its time limit becomes a timeout_no_solution row")
     s.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     s.set_defaults(func=cmd_compare)

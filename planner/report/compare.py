@@ -210,6 +210,53 @@ def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
     return out
 
 
+class _Killed(Exception):
+    """A method stopped at the hard timeout."""
+
+
+def _child(conn: Any, inst: Instance, name: str, time_limit: float | None,
+           opts: dict[str, Any]) -> None:  # pragma: no cover - runs in a spawned process
+    try:
+        conn.send(("ok", solve(inst, name, time_limit=time_limit, **opts)))
+    except InputError as exc:
+        conn.send(("input", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported by the parent as the method's error
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def solve_with_hard_timeout(inst: Instance, name: str, time_limit: float | None,
+                            opts: dict[str, Any], hard_timeout: float) -> Result:
+    """``solve`` in a spawned process that is killed after ``hard_timeout`` seconds (start-up
+    included): a method that overruns its own time limit cannot hold the comparison up.
+    Raises :class:`_Killed` on the kill, :class:`InputError` or ``RuntimeError`` on a failure."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, inst, name, time_limit, opts), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not recv.poll(hard_timeout):
+            raise _Killed(f"killed after the hard timeout of {hard_timeout:g} s")
+        try:
+            kind, payload = recv.recv()
+        except EOFError:
+            raise RuntimeError(f"the method's process died (exit code {proc.exitcode})") from None
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
+    if kind == "input":
+        raise InputError("--option", [Problem(name, payload)])
+    if kind == "error":
+        raise RuntimeError(payload)
+    return payload
+
+
 def run_methods(
     scenario: Scenario | str | Path,
     method_names: Sequence[str] | None = None,
@@ -218,9 +265,12 @@ def run_methods(
     progress: Progress | None = None,
     plans_dir: Path | None = None,
     replay: bool = True,
+    hard_timeout: float | None = None,
 ) -> dict[str, Any]:
     """Run the methods and return the report's data (the JSON). A method that raises, times out
-    or finds no plan becomes a row with its status and reason; the others still run."""
+    or finds no plan becomes a row with its status and reason; the others still run. With
+    ``hard_timeout`` each method runs in its own process, killed after that many seconds (its
+    row: ``timeout_no_solution``)."""
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     inst = as_instance(sc)
     specs = resolve_methods(method_names)
@@ -232,8 +282,15 @@ def run_methods(
                                           "time_limit": time_limit})
         t0 = time.perf_counter()
         try:
-            res = solve(inst, spec.name, time_limit=time_limit, **(options or {}).get(spec.name, {}))
+            opts = (options or {}).get(spec.name, {})
+            if hard_timeout is not None:
+                res = solve_with_hard_timeout(inst, spec.name, time_limit, opts, hard_timeout)
+            else:
+                res = solve(inst, spec.name, time_limit=time_limit, **opts)
             out = _outcome(spec, res, inst)
+        except _Killed as exc:
+            out = MethodOutcome(spec.name, spec.kind, "timeout_no_solution", str(exc),
+                                wall_s=time.perf_counter() - t0)
         except InputError as exc:  # e.g. a bad option: the method is shown as failed
             out = MethodOutcome(spec.name, spec.kind, "error", str(exc),
                                 wall_s=time.perf_counter() - t0)
@@ -366,11 +423,12 @@ def compare(
     out: str | Path | None = None,
     progress: Progress | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    hard_timeout: float | None = None,
 ) -> tuple[dict[str, Any], dict[str, Path]]:
     """Load, run, write. Returns the data and the paths written."""
     sc = load_scenario(scenario)
     out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
     paths = output_paths(out)
     data = run_methods(sc, method_names, time_limit, options=options, progress=progress,
-                       plans_dir=paths["plans"])
+                       plans_dir=paths["plans"], hard_timeout=hard_timeout)
     return data, write_report(data, out)

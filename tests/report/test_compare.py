@@ -168,3 +168,66 @@ def test_run_methods_without_files() -> None:
     assert [r["method"] for r in data["table"]] == ["greedy", "round_robin"]
     assert all(r["served"] == 4 for r in data["table"])
     assert "<html" in render_compare(data)
+
+
+def _hard_scenario() -> dict:
+    """60 lumpy requests on 8 clusters in 3 datacenters: cpsat needs far more than a few
+    seconds to prove it."""
+    def card(role: str, replicas: int, kv: float, **kw) -> dict:
+        return {"role": role, "replicas": replicas, "prefill_tokens_per_s": 8000.0,
+                "decode_tokens_per_s": 1500.0, "max_batch_size": 32, "kv_capacity_gb": kv,
+                "cost_per_hour": 2.0, **kw}
+    dcs = [{"name": "a", "clusters": [{"name": "a1", **card("prefill", 2, 4.0)},
+                                      {"name": "a2", **card("prefill", 2, 4.0)},
+                                      {"name": "am", **card("mixed", 1, 2.0)}]},
+           {"name": "b", "clusters": [{"name": "b1", **card("decode", 2, 2.4)},
+                                      {"name": "b2", **card("decode", 2, 2.4)},
+                                      {"name": "bm", **card("mixed", 2, 3.2)}]},
+           {"name": "c", "clusters": [{"name": "cm", **card("mixed", 2, 4.8)},
+                                      {"name": "cd", **card("decode", 1, 1.6)}]}]
+    return {"name": "hard", "model": {"kv_bytes_per_token": 131072}, "objective": "makespan",
+            "datacenters": dcs,
+            "links": [{"between": ["a", "b"], "bandwidth_gbps": 3.0},
+                      {"between": ["b", "c"], "bandwidth_gbps": 1.5}],
+            "workload": {"synthetic": {
+                "count": 60, "seed": 1, "arrival_rate": 50.0,
+                "prompt": {"median": 1500, "sigma": 0.8, "min": 16, "max": 16000},
+                "output": {"median": 200, "sigma": 0.9, "min": 0, "max": 2000},
+                "origin": {"a": 0.5, "b": 0.3, "c": 0.2}}}}
+
+
+def test_hard_timeout_kills_an_overrunning_method(tmp_path: Path) -> None:
+    """With --hard-timeout every method runs in its own process: cpsat, given 60 s, is killed at
+    4 s and shown as timeout_no_solution; greedy gives the same figures as in-process; a bad
+    option in the child is the method's error row."""
+    path = tmp_path / "hard.json"
+    path.write_text(json.dumps(_hard_scenario()))
+    import time
+
+    inproc = run_methods(path, ["greedy"], time_limit=60.0, replay=False)
+    # a first child may spend seconds filling numba's cache (the hard timeout counts start-up)
+    child = run_methods(path, ["greedy"], time_limit=60.0, hard_timeout=120.0, replay=False)
+    assert child["methods"][0]["status"] == "feasible"
+    assert child["methods"][0]["objective"] == inproc["methods"][0]["objective"]
+    t0 = time.perf_counter()
+    data = run_methods(path, ["cpsat", "greedy"], time_limit=60.0, hard_timeout=4.0,
+                       replay=False)
+    wall = time.perf_counter() - t0
+    rows = {m["method"]: m for m in data["methods"]}
+    assert rows["cpsat"]["status"] == "timeout_no_solution"
+    assert "hard timeout of 4 s" in rows["cpsat"]["termination"]
+    assert 4.0 <= rows["cpsat"]["wall_s"] < 10.0 and wall < 30.0
+    assert rows["greedy"]["status"] == "feasible", rows["greedy"]["termination"]
+    bad = run_methods(path, ["greedy"], options={"greedy": {"no_such_option": 1}},
+                      hard_timeout=30.0, replay=False)
+    assert bad["methods"][0]["status"] == "error" and "no_such_option" in bad["methods"][0]["termination"]
+
+
+def test_hard_timeout_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "hard.json"
+    path.write_text(json.dumps(_hard_scenario()))
+    rc = cli.main(["compare", str(path), "--methods", "greedy", "--hard-timeout", "0",
+                   "--out", str(tmp_path / "r.html"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--hard-timeout" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r.html").exists()
