@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -227,3 +229,32 @@ def completion_bound(job: ReplicaJobs) -> float:
     """Lower bound on the sum of completion times of a replica's jobs (seconds): each job ends no
     earlier than its release plus its own decode."""
     return float((job.release_s + job.D * job.step_s).sum())
+
+
+def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
+                      solve: Callable[[ReplicaJobs], tuple[np.ndarray, str, float]],
+                      fallback_info: dict[str, Any] | None = None
+                      ) -> tuple[list[np.ndarray], list[str], list[float]]:
+    """Start times, statuses and bounds per replica: empty replicas are trivially optimal, those
+    with more than ``max_jobs`` requests get the FCFS reservation schedule, the rest ``solve``
+    (its bound raised to the replica's lower bound)."""
+    from planner.batch.packers import policy_order  # packers import this module
+
+    starts: list[np.ndarray] = []
+    statuses: list[str] = []
+    bounds: list[float] = []
+    for job in jobs:
+        lb = job.lower_bound_s() if objective == "makespan" else completion_bound(job)
+        if len(job) == 0:
+            st, status, bound = np.zeros(0), "optimal", 0.0
+        elif len(job) > max_jobs:
+            job.info.update({**(fallback_info or {}),
+                             "fallback": f"more than {max_jobs} requests: FCFS reservation schedule"})
+            st, status, bound = list_schedule_reserve(job, policy_order(job, "fcfs")), "feasible", lb
+        else:
+            st, status, bound = solve(job)
+            bound = max(lb, bound)
+        starts.append(st)
+        statuses.append(status)
+        bounds.append(bound)
+    return starts, statuses, bounds

@@ -17,11 +17,11 @@ import numpy as np
 from planner.batch._common import (
     ReplicaJobs,
     build_result,
-    completion_bound,
     envelope,
     list_schedule_reserve,
     placement,
     replica_jobs,
+    schedule_replicas,
     sgs_units,
 )
 from planner.batch.packers import policy_order
@@ -109,25 +109,10 @@ def batch_cpsat(inst: Instance, placement: str = "greedy", objective: str = "mak
     solvable = [j for j in jobs if 0 < len(j) <= max_jobs]
     budget = max(0.0, time_limit - (time.perf_counter() - t0))
     per = max(0.2, budget / max(1, len(solvable)))
-    starts, statuses, bounds = [], [], []
-    for job in jobs:
-        lb = job.lower_bound_s() if objective == "makespan" else completion_bound(job)
-        if len(job) == 0:
-            starts.append(np.zeros(0))
-            statuses.append("optimal")
-            bounds.append(0.0)
-        elif len(job) > max_jobs:
-            job.info.update({"status": "feasible", "fallback": f"more than {max_jobs} requests: "
-                             "FCFS reservation schedule"})
-            starts.append(list_schedule_reserve(job, policy_order(job, "fcfs")))
-            statuses.append("feasible")
-            bounds.append(lb)
-        else:
-            st, status, bound = solve_replica(job, objective, segments, max_units, per, workers,
-                                              seed)
-            starts.append(st)
-            statuses.append(status)
-            bounds.append(max(lb, bound))
+    starts, statuses, bounds = schedule_replicas(
+        jobs, objective, max_jobs,
+        lambda job: solve_replica(job, objective, segments, max_units, per, workers, seed),
+        fallback_info={"status": "feasible"})
     return build_result("batch_cpsat", inst, plan, jobs, starts, objective, statuses, bounds,
                         reserve=True, wall_note=f"CP-SAT, {segments} segments, over the "
                         f"{placement} placement")

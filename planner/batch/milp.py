@@ -15,15 +15,14 @@ import numpy as np
 
 from planner.batch._common import (
     build_result,
-    completion_bound,
     envelope,
     list_schedule_reserve,
     placement,
     replica_jobs,
+    schedule_replicas,
     sgs_units,
 )
 from planner.batch.cpsat import unit_grid
-from planner.batch.packers import policy_order
 from planner.instance import Instance
 from planner.plan import Result
 from planner.registry import register
@@ -117,24 +116,9 @@ def batch_milp(inst: Instance, placement: str = "greedy", objective: str = "make
     workers = num_workers if num_workers > 0 else (os.cpu_count() or 1)
     solvable = [j for j in jobs if 0 < len(j) <= max_jobs]
     per = max(1.0, (time_limit - (time.perf_counter() - t0)) / max(1, len(solvable)))
-    starts, statuses, bounds = [], [], []
-    for job in jobs:
-        lb = job.lower_bound_s() if objective == "makespan" else completion_bound(job)
-        if len(job) == 0:
-            starts.append(np.zeros(0))
-            statuses.append("optimal")
-            bounds.append(0.0)
-        elif len(job) > max_jobs:
-            job.info.update({"fallback": f"more than {max_jobs} requests: FCFS reservation "
-                             "schedule"})
-            starts.append(list_schedule_reserve(job, policy_order(job, "fcfs")))
-            statuses.append("feasible")
-            bounds.append(lb)
-        else:
-            st, status, bound = solve_replica(job, objective, segments, max_slots, per, workers)
-            starts.append(st)
-            statuses.append(status)
-            bounds.append(max(lb, bound))
+    starts, statuses, bounds = schedule_replicas(
+        jobs, objective, max_jobs,
+        lambda job: solve_replica(job, objective, segments, max_slots, per, workers))
     return build_result("batch_milp", inst, plan, jobs, starts, objective, statuses, bounds,
                         reserve=True, wall_note=f"time-indexed MILP (CBC), {segments} segments, "
                         f"over the {placement} placement")
