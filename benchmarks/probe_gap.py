@@ -6,6 +6,8 @@ bound, solved by SCIP).
     python benchmarks/probe_gap.py --seed 1 --cap 1.0005                 # CP-SAT, 2 workers
     python benchmarks/probe_gap.py --seed 1 --cap 1.0003 --solver scip   # independent check
     python benchmarks/probe_gap.py --seed 1 --partial 20,40,80 --rank share
+    python benchmarks/probe_gap.py --seed 1 --cap 1.0006 --param num_violation_ls=1
+    python benchmarks/probe_gap.py --seed 1 --dive 40 --time-limit 30    # LP dive, exact tail
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def lp_relaxation(inst, items):  # noqa: ANN001, ANN201
     return f_lp, lp_directions(inst, model, duals)[0][1:]
 
 
-def capped(inst, items, lp: float, cap: float, solver: str, time_limit: float, symmetry: bool) -> str:
+def capped(inst, items, lp: float, cap: float, solver: str, time_limit: float, symmetry: bool,
+           params: dict[str, str] | None = None) -> str:
     model = PlacementModel(inst, items, symmetry=symmetry)
     buf = RowBuffer()
     v = model.build(buf, lp * cap)
@@ -52,7 +55,8 @@ def capped(inst, items, lp: float, cap: float, solver: str, time_limit: float, s
     else:
         from planner.exact._backends.cpsat_backend import solve_cpsat
         out = solve_cpsat(buf, model.objective(), v.T, None, t_ub=lp * cap, time_limit=time_limit,
-                          num_workers=2, seed=0, rel_gap=1e-9, resolution=10**9, bisect=False)
+                          num_workers=2, seed=0, rel_gap=1e-9, resolution=10**9, bisect=False,
+                          params=params)
     wall = time.perf_counter() - t0
     text = f"cap LP x {cap}: {out.status} ({out.termination}) in {wall:.1f} s"
     if out.value is not None:
@@ -105,6 +109,63 @@ def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: f
     return out
 
 
+def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -> list[str]:
+    """LP diving: fix the heaviest requests (rank ``share``), ``step`` at a time, to their largest
+    LP share (prefill and decode cluster), re-solving the LP (GLOP) after each step, until
+    ``free`` remain; then solve the rest exactly with CP-SAT (min T, 2 workers)."""
+    from ortools.linear_solver import pywraplp
+
+    from planner.exact._backends.cpsat_backend import solve_cpsat
+
+    lc, lm, ll = lam
+    size = np.maximum.reduce([(items.mem * (lm > 0)).max(1), (items.pre * (lc > 0)).max(1),
+                              (items.dec * (lc > 0)).max(1),
+                              (items.kvb[:, None] / inst.bandwidth_Bps[None, :] * (ll > 0)).max(1)])
+    model = PlacementModel(inst, items, symmetry=False)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    t0 = time.perf_counter()
+    s = pywraplp.Solver.CreateSolver("GLOP")
+    inf = s.infinity()
+    xs = [s.NumVar(sp.lb, inf if math.isinf(sp.ub) else sp.ub, "") for sp in buf.vars]
+    for row in buf.rows:
+        ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
+                             inf if math.isinf(row.hi) else row.hi, "")
+        for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
+            ct.SetCoefficient(xs[i], c)
+    s.Objective().SetCoefficient(xs[v.T], 1.0)
+    s.Objective().SetMinimization()
+    s.Solve()
+    fixed: dict[int, float] = {}
+    todo = np.argsort(-size)[: max(0, items.n - free)].tolist()
+    while todo:
+        chunk, todo = todo[:step], todo[step:]
+        snap = [x.solution_value() for x in xs]
+        for i in chunk:
+            for d in (v.a[i], v.b[i]):
+                if d:
+                    top = max(d, key=lambda k, d=d: snap[d[k]])
+                    for k, j in d.items():
+                        fixed[j] = 1.0 if k == top else 0.0
+                        xs[j].SetBounds(fixed[j], fixed[j])
+        s.Solve()
+    t_dive = s.Objective().Value()
+    out = [f"dive: {items.n - free} requests fixed ({step} per LP), LP of the rest {t_dive:.6f} = "
+           f"LP x {t_dive / lp:.6f} ({time.perf_counter() - t0:.1f} s)"]
+    for j, val in fixed.items():
+        buf.vars[j].lb = buf.vars[j].ub = val
+    cap = t_dive * 1.01
+    buf.vars[v.T].ub = cap
+    res = solve_cpsat(buf, model.objective(), v.T, None, t_ub=cap, time_limit=time_limit, num_workers=2,
+                      seed=0, rel_gap=1e-9, resolution=10**9, bisect=False)
+    text = f"tail ({free} free, CP-SAT): {res.status}"
+    if res.value is not None:
+        t = evaluate_arrays(inst, model.plan_of_values(res.value)).makespan_s
+        text += f", plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
+    out.append(text + f"; {time.perf_counter() - t0:.1f} s in all")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -114,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-symmetry", action="store_true")
     ap.add_argument("--partial", help="K values: only the K heaviest requests integral")
     ap.add_argument("--rank", choices=("cost", "share"), default="cost")
+    ap.add_argument("--param", action="append", default=[],
+                    help="CP-SAT parameter NAME=VALUE for --cap (repeatable)")
+    ap.add_argument("--dive", type=int, metavar="FREE", help="LP dive until FREE requests remain")
+    ap.add_argument("--dive-step", type=int, default=5)
     ap.add_argument("--time-limit", type=float, default=60.0)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -122,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     lp, lam = lp_relaxation(inst, items)
     print(f"seed {a.seed}, {a.requests} requests: LP relaxation {lp:.6f}")
     if a.cap:
-        print(capped(inst, items, lp, a.cap, a.solver, a.time_limit, not a.no_symmetry))
+        params = dict(kv.split("=", 1) for kv in a.param)
+        print(capped(inst, items, lp, a.cap, a.solver, a.time_limit, not a.no_symmetry, params))
+    if a.dive is not None:
+        for line in dive(inst, items, lp, lam, a.dive, a.dive_step, a.time_limit):
+            print(line, flush=True)
     if a.partial:
         for line in partial(inst, items, lp, lam, [int(k) for k in a.partial.split(",")], a.rank,
                             a.time_limit):

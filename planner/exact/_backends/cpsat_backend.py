@@ -49,10 +49,19 @@ def _to_int(coef: np.ndarray, q: float, exact: bool) -> np.ndarray:
     return np.ceil(r - 1e-12 * np.maximum(1.0, np.abs(r))).astype(np.int64)
 
 
+def _param_value(current: Any, val: Any) -> Any:
+    """``val`` in the type of the parameter it sets (strings from a command line included)."""
+    if isinstance(current, bool):
+        return val if isinstance(val, bool) else str(val).lower() in ("1", "true", "yes")
+    return type(current)(val)
+
+
 def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                 t_ub: float, time_limit: float, num_workers: int, seed: int, rel_gap: float,
                 resolution: int, t_lb: float = 0.0, bisect: bool = True,
-                min_share: float = 0.4) -> SolveOutcome:
+                min_share: float = 0.4, params: dict[str, Any] | None = None) -> SolveOutcome:
+    """``params``: extra CP-SAT parameters by name (``SatParameters`` fields, set after the
+    time limit, workers, seed and gap, so they override them)."""
     from ortools.sat.python import cp_model
 
     clock = Clock()
@@ -181,6 +190,8 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     p.num_workers = max(1, int(num_workers))
     p.random_seed = int(seed)
     p.relative_gap_limit = float(rel_gap)
+    for key, val in (params or {}).items():
+        setattr(p, key, _param_value(getattr(p, key), val))
     info["translate_s"] = clock()
     t0 = clock()
     if obj.kind == "makespan" and bisect:
