@@ -264,3 +264,18 @@ def test_cpsat_bisection_bounds_are_valid_on_random_instances():
         assert res.objective >= opt * (1 - 1e-9)
         assert res.status == "optimal" and res.objective <= opt * (1 + 1e-4)
     assert "INFEASIBLE" in words and words & {"OPTIMAL", "FEASIBLE"}, words
+
+
+def test_cpsat_params_take_the_parameter_type():
+    from ortools.sat.python import cp_model
+
+    from planner.exact._backends.cpsat_backend import _param_value
+
+    p = cp_model.CpSolver().parameters
+    for key, val in {"use_ls_only": "0", "num_violation_ls": "2", "linearization_level": 2,
+                     "relative_gap_limit": "0.25"}.items():
+        setattr(p, key, _param_value(getattr(p, key), val))
+    assert p.use_ls_only is False and p.num_violation_ls == 2
+    assert p.linearization_level == 2 and p.relative_gap_limit == 0.25
+    p.use_ls_only = _param_value(p.use_ls_only, "true")
+    assert p.use_ls_only is True
