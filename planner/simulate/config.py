@@ -24,8 +24,9 @@ Every setting, its default and its meaning:
   residency: the fluid makespan is then a proven lower bound, see :mod:`planner.simulate.engine`) |
   ``linear`` (``step_s(b) = base + per_seq * b`` for the running batch b: faster small batches;
   the compute and link parts of the bound still hold, the memory part may not).
-- ``link_sharing``: ``fair`` (each link splits its bandwidth equally among the transfers on it; a
-  transfer moves at its tightest link's share) | ``fifo`` (a transfer reserves every link of its
+- ``link_sharing``: ``fair`` (max-min fair: the transfers on the links get the max-min fair
+  rates of their routes, as TCP-like flows settle; a transfer held back by one link leaves its
+  unused share of the others to the rest) | ``fifo`` (a transfer reserves every link of its
   route, in order of readiness, at the route's smallest bandwidth).
 - ``prefix_cache_tokens``: LRU capacity of each replica's prefix cache in tokens (default: 20% of
   its KV capacity); used only when the scenario has ``prefix_caching: true``.

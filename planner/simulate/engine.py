@@ -8,8 +8,8 @@ Semantics (all service times come from :mod:`planner.metrics` and the cluster's 
   ``prefill_seconds(uncached tokens)``; uncached = prompt minus the tokens of the longest chain of
   its prefix blocks found in that replica's LRU prefix cache.
 - Prefill-only requests (``output_tokens == 0``) complete when their prefill ends. Others send
-  their KV (``kv_bytes``) over every link of the route (equal share per link, or FIFO
-  reservation, see config), then wait the route latency, then join the waiting queue of a
+  their KV (``kv_bytes``) over every link of the route (max-min fair sharing of the links, or
+  FIFO reservation, see config), then wait the route latency, then join the waiting queue of a
   replica of the decode cluster (least committed KV tokens). On a mixed cluster that decodes
   its own prefills the request joins the decode queue directly and its prefill runs when it is
   admitted (the replica pauses its decode batch meanwhile: prefill first, as vLLM does).
@@ -75,6 +75,37 @@ PENDING, DONE, REFUSED, TOO_LARGE = range(4)
 EXPORT, JOIN = 0, 1  # queue job kinds: a prefill whose KV leaves the replica; a decode admission
 EPS = 1e-9
 DEFAULT_PREFILL_BUDGET = 8192
+
+
+def max_min_rates(routes: list[tuple[int, ...]], bw: list[float]) -> list[float]:
+    """Max-min fair rates of transfers sharing links (progressive filling): repeatedly take the
+    link with the smallest equal share of its remaining bandwidth among its unsettled transfers,
+    settle those at that share and take it off every link of their routes. The result is the
+    unique allocation where each transfer has a bottleneck: a full link on which no transfer
+    moves faster. Bandwidth a transfer cannot use (it is held back elsewhere) goes to the others.
+    ``routes``: link indices per transfer, none empty."""
+    rate = [0.0] * len(routes)
+    left = [float(b) for b in bw]
+    users: dict[int, list[int]] = {}
+    for f, route in enumerate(routes):
+        for lk in route:
+            users.setdefault(lk, []).append(f)
+    count = {lk: len(fs) for lk, fs in users.items()}
+    settled = [False] * len(routes)
+    while count:
+        lk = min(count, key=lambda k: left[k] / count[k])
+        share = max(left[lk], 0.0) / count[lk]
+        for f in users[lk]:
+            if settled[f]:
+                continue
+            settled[f] = True
+            rate[f] = share
+            for k in routes[f]:
+                left[k] -= share
+                count[k] -= 1
+                if count[k] == 0:
+                    del count[k]
+    return rate
 
 
 class _Replica:
@@ -361,14 +392,11 @@ class Simulator:
         self.x_last = t
 
     def _x_rates(self, t: float) -> None:
-        count = [0] * self.L
-        for st in self.active.values():
-            for lk in st[1]:
-                count[lk] += 1
+        flows = list(self.active.values())
+        rates = max_min_rates([st[1] for st in flows], self.bw)
         load = [0.0] * self.L
         nxt = math.inf
-        for st in self.active.values():
-            rate = min(self.bw[lk] / count[lk] for lk in st[1])
+        for st, rate in zip(flows, rates, strict=True):
             st[2] = rate
             for lk in st[1]:
                 load[lk] += rate

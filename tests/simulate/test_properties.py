@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import yaml
 from factory import SCENARIOS, make_scenario
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner import Plan, build_instance, load_scenario, methods, solve
 from planner.metrics import evaluate_arrays
@@ -157,3 +159,25 @@ def test_result_tables_and_json():
     import json
 
     json.dumps(d)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda n_links: st.tuples(
+    st.lists(st.floats(0.1, 100.0), min_size=n_links, max_size=n_links),
+    st.lists(st.sets(st.integers(0, n_links - 1), min_size=1), min_size=1, max_size=12))))
+def test_max_min_rates_are_feasible_and_each_transfer_has_a_bottleneck(case):
+    from planner.simulate.engine import max_min_rates
+
+    bw, route_sets = case
+    routes = [tuple(sorted(r)) for r in route_sets]
+    rate = max_min_rates(routes, bw)
+    load = np.zeros(len(bw))
+    for f, route in enumerate(routes):
+        assert rate[f] > 0
+        load[list(route)] += rate[f]
+    assert np.all(load <= np.array(bw) * (1 + 1e-9))
+    for f, route in enumerate(routes):
+        # a full link on the route where no other transfer is faster (max-min optimality)
+        assert any(load[lk] >= bw[lk] * (1 - 1e-9)
+                   and all(rate[g] <= rate[f] * (1 + 1e-9) for g, r in enumerate(routes) if lk in r)
+                   for lk in route), (f, routes, bw, rate)

@@ -139,3 +139,38 @@ def test_settings_from_scenario_extra():
     assert rep.config.queue == "sjf"
     s = rep.summary()
     assert s["goodput"] == 0 and s["completed"] == 2
+
+
+def _line(sharing):
+    # dc0 - dc1 - dc2 in a line: dc0|dc1 moves 1e6 B/s, dc1|dc2 0.25e6 B/s, no latency. Both
+    # requests are prefilled in dc0 by 1.0 s (2 replicas) and send 1e6 bytes: r0 to dc2 (both
+    # links), r1 to dc1 (the first link only).
+    sc = load_scenario(make_scenario(
+        [{"name": "p", "role": "prefill", "replicas": 2, "dc": "dc0"},
+         {"name": "d1", "role": "decode", "dc": "dc1"}, {"name": "d2", "role": "decode", "dc": "dc2"}],
+        [{"prompt_tokens": 1000, "output_tokens": 1}, {"prompt_tokens": 1000, "output_tokens": 1}],
+        links=[{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.008, "latency_ms": 0},
+               {"between": ["dc1", "dc2"], "bandwidth_gbps": 0.002, "latency_ms": 0}]))
+    return simulate(build_instance(sc), Plan([0, 0], [2, 1]), link_sharing=sharing)
+
+
+def test_fair_sharing_is_max_min_over_a_route():
+    # r0 is held to 0.25e6 B/s by dc1|dc2, so r1 gets the other 0.75e6 of dc0|dc1 (an equal split
+    # would give it 0.5e6 and leave 0.25e6 idle): r1 done at 1 + 1/0.75 = 2.3333; r0 moves at
+    # 0.25e6 throughout: 1 + 4 = 5.0.
+    rep = _line("fair")
+    assert rep.requests["decode_ready_s"].tolist() == pytest.approx([5.0, 1.0 + 1.0 / 0.75])
+    first = rep.links[0]
+    assert first.busy_s == pytest.approx(2.0)  # 2e6 bytes at 1e6 B/s, the link was full meanwhile
+    assert max(first.util) == pytest.approx(1.0)
+    assert rep.links[1].busy_s == pytest.approx(4.0)
+
+
+def test_max_min_rates_by_hand():
+    from planner.simulate.engine import max_min_rates
+
+    # links 0 (10), 1 (2), 2 (6); flows: {0,1}, {0}, {0,2}, {2}
+    # link 1 settles flow 0 at 2; link 0 then has 8 for flows 1 and 2 (4 each); link 2 has 6 for
+    # flows 2 and 3 (3 each): flows 2, 3 settle at 3 first, flow 1 takes the rest of link 0: 5.
+    assert max_min_rates([(0, 1), (0,), (0, 2), (2,)], [10.0, 2.0, 6.0]) == pytest.approx(
+        [2.0, 5.0, 3.0, 3.0])
