@@ -40,7 +40,8 @@ class Problem:
     given: Any = MISSING
 
     def render(self, file: str) -> str:
-        return f"{file}: {self.path}: {self.message} ({_show(self.given)})"
+        where = file if self.path == file else f"{file}: {self.path}"  # an option names itself once
+        return f"{where}: {self.message} ({_show(self.given)})"
 
 
 class InputError(Exception):

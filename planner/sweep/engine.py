@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import time
 from collections import OrderedDict
@@ -16,6 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Any
+
+from planner.scenario.errors import InputError, Problem
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +148,16 @@ def run_ray(
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "logging_level": logging.WARNING}
         if address:
-            ray.init(address=address, **kw)
+            _check_reachable(address)
+            try:
+                ray.init(address=address, **kw)
+            except Exception as exc:  # noqa: BLE001 (ConnectionError, auth and version errors)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise InputError("--address", [Problem(
+                    "--address", f"could not join the Ray cluster: {first}", address)]) from exc
         else:
-            ray.init(**kw)
+            # "local": a Ray of our own, even when a cluster started by `ray start` is running
+            ray.init(address="local", **kw)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         threads, concurrent = ray_plan(cpus, threads, workers)
@@ -169,6 +179,29 @@ def run_ray(
     finally:
         if started:
             ray.shutdown()
+
+
+def ray_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a Ray address written ``HOST:PORT`` or ``ray://HOST:PORT`` (IPv6 in
+    brackets); None for the other forms (``auto``, ``local``), which Ray resolves itself."""
+    m = re.fullmatch(r"(?:ray://)?(?:\[([0-9A-Fa-f:.]+)\]|([^\s:/\[\]]+)):(\d{1,5})/?", address.strip())
+    if not m:
+        return None
+    return (m.group(1) or m.group(2)), int(m.group(3))
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, with one line, when nothing listens at the address: Ray itself retries
+    for minutes, printing a warning every few seconds."""
+    target = ray_host_port(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=timeout_s).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise InputError("--address", [Problem(
+            "--address", f"no Ray cluster answers at {target[0]}:{target[1]}: {why}", address)]) from exc
 
 
 def _take(it: Iterator[dict[str, Any]], n: int) -> list[dict[str, Any]]:

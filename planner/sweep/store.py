@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.report.io import write_text_atomic
+from planner.scenario.errors import InputError, Problem
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +72,17 @@ class ResultStore:
         text = self.path.read_text(encoding="utf-8")
         if not text:
             return
+        header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
+        if tuple(header) != FIELDS:  # checked first: a file that is not ours is never rewritten
+            raise InputError(str(self.path), [Problem(
+                "header", "not a sweep results table of this version; give another --out or move "
+                "the file", ",".join(header)[:80])])
         if not text.endswith("\n"):  # a row cut short by a kill: drop it
             cut = text.rfind("\n") + 1
             log.warning("%s: dropping an incomplete last row", self.path)
             text = text[:cut]
             write_text_atomic(self.path, text)
         reader = csv.DictReader(io.StringIO(text))
-        if tuple(reader.fieldnames or ()) != FIELDS:
-            raise ValueError(f"{self.path}: not a sweep results table of this version (header "
-                             f"{reader.fieldnames})")
         for n, raw in enumerate(reader, start=2):
             if None in raw or any(v is None for v in raw.values()):
                 log.warning("%s:%d: malformed row skipped", self.path, n)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,8 +17,9 @@ import yaml
 from factory import make_scenario
 
 from planner import cli
+from planner.scenario.errors import InputError
 from planner.sweep import SweepError, load_sweep, run_sweep
-from planner.sweep.engine import ray_plan
+from planner.sweep.engine import ray_host_port, ray_plan
 from planner.sweep.store import FIELDS, ResultStore
 
 COMPARED = ("status", "objective", "makespan_s", "cost_usd", "served", "refused", "bottleneck",
@@ -118,6 +120,86 @@ def test_ray_gives_the_same_table_as_the_pool(tmp_path: Path) -> None:
     assert {r["worker"] for r in pool.table} and all(r["status"] == "feasible" for r in ray.table)
 
 
+def _free_port() -> int:
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        return int(sk.getsockname()[1])
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray head node of its own (``ray start --head --block`` in a new session, token
+    authentication off), stopped with its process group after the test."""
+    pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]'; .ci/run does it)")
+    exe = Path(sys.executable).with_name("ray")
+    if not exe.exists():
+        pytest.skip("no ray command beside the interpreter")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([str(exe), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, "ray start exited"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not open its port in 90 s"
+                time.sleep(0.5)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # ray start --block stops its processes on ^C
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_sweep_on_an_existing_ray_cluster(tmp_path: Path, ray_head) -> None:
+    address, env = ray_head
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [0.001, 100]})
+    pool = run_sweep(path, out=tmp_path / "pool.csv", report=False)
+    proc = subprocess.run([sys.executable, "-m", "planner", "sweep", str(path), "--engine", "ray",
+                           "--address", address, "--out", str(tmp_path / "ray.csv"), "--no-report",
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"ray ({address}): 2 CPUs" in proc.stderr
+    ray = run_sweep(path, out=tmp_path / "ray.csv", report=False)  # everything reused
+    assert ray.reused == 4 and ray.computed == 0
+
+    def table(run):
+        return {r["key"]: {k: r[k] for k in COMPARED} for r in run.table}
+
+    assert table(ray) == table(pool)
+
+
+def test_unreachable_ray_address_is_a_one_line_error(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ray", reason="ray not installed (pip install '.[ray]'; .ci/run does it)")
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    out = tmp_path / "r.csv"
+    out.write_text(",".join(FIELDS) + "\n")  # an empty table, left as it is
+    port = _free_port()  # closed again: nothing listens there
+    rc = cli.main(["sweep", str(path), "--engine", "ray", "--address", f"127.0.0.1:{port}",
+                   "--out", str(out), "--no-report", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith(f"--address: no Ray cluster answers at 127.0.0.1:{port}: ")
+    assert "Traceback" not in "\n".join(err)
+    assert out.read_text() == ",".join(FIELDS) + "\n"
+
+
+@pytest.mark.parametrize(("address", "target"), [
+    ("127.0.0.1:6379", ("127.0.0.1", 6379)), ("ray://head.example:10001", ("head.example", 10001)),
+    ("[::1]:6379", ("::1", 6379)), ("auto", None), ("local", None), ("head", None)])
+def test_ray_host_port(address, target) -> None:
+    assert ray_host_port(address) == target
+
+
 def test_ray_plan_never_oversubscribes() -> None:
     for cpus in (1, 2, 8, 64):
         for threads in (1, 2, 3, 8, 100):
@@ -198,10 +280,22 @@ def test_folder_of_scenarios(tmp_path: Path) -> None:
 
 def test_store_header(tmp_path: Path) -> None:
     p = tmp_path / "x.csv"
-    p.write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="not a sweep results table"):
+    p.write_text("a,b\n1,2")  # no final newline either: still not rewritten
+    with pytest.raises(InputError, match="not a sweep results table"):
         ResultStore(p)
+    assert p.read_text() == "a,b\n1,2"
     assert FIELDS[0] == "key"
+
+
+def test_foreign_out_file_is_a_one_line_error_and_kept(tmp_path: Path, capsys) -> None:
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    out = tmp_path / "notes.csv"
+    out.write_text("my,own\ndata")
+    rc = cli.main(["sweep", str(path), "--out", str(out), "--no-report", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"{out}: header: not a sweep results table of this version; give "
+                               "another --out or move the file ('my,own')"]
+    assert out.read_text() == "my,own\ndata"
 
 
 def test_sweep_error_type(tmp_path: Path) -> None:
