@@ -36,11 +36,12 @@ PER_REQUEST = ("ttft_s", "tpot_s", "latency_s")
 
 
 def available() -> bool:
+    # not ``planner.simulate`` as an attribute: the package re-exports the function under that name
     try:
-        import planner.simulate  # noqa: F401
+        from planner.simulate import simulate  # noqa: F401
     except ImportError:
         return False
-    return hasattr(planner.simulate, "simulate")
+    return True
 
 
 def replay_summary(scenario: Scenario, inst: Instance, plan: Plan, method: str) -> dict | None:

@@ -51,6 +51,8 @@ def test_compare_writes_html_csv_json(report: dict[str, Path]) -> None:
     for m in names:
         assert f'<td class="name">{m}</td>' in html
     assert "★" in html
+    assert data["replay_available"] is True  # the replay ran and says so
+    assert all(m["replay"] for m in data["methods"] if m["status"] in ("optimal", "feasible"))
 
 
 def test_compare_numbers_agree_with_evaluate(report: dict[str, Path],
