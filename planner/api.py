@@ -70,7 +70,10 @@ def solve(
         if spec.kind == "heuristic":
             result.objective = metrics.objective
         if not metrics.within_horizon:
-            result.termination += f"; makespan {metrics.makespan_s:.6g} s exceeds horizon"
+            # the horizon is a hard constraint: such a plan is not a solution, whatever it serves
+            result.termination += (f"; its makespan {metrics.makespan_s:.6g} s exceeds the horizon "
+                                   f"{inst.horizon_s:g} s: not a feasible plan")
+            result.status, result.objective, result.gap = "infeasible", None, None
     return result
 
 

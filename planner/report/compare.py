@@ -337,6 +337,9 @@ def best_bound(data: dict[str, Any]) -> float | None:
     return min(bounds) if data["scenario"]["objective"] == "served" else max(bounds)
 
 
+SOLVED = ("optimal", "feasible")  # statuses whose plan is a solution (starred, gap shown)
+
+
 def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per method with the CSV_FIELDS (SI units, fractions not percent)."""
     bb = data.get("best_bound")
@@ -363,6 +366,8 @@ def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
                 prefix_tokens_reused=met["prefix_tokens_reused"],
                 gap_to_best_bound=relative_gap(met["objective"], bb, sense),
             )
+            if m["status"] not in SOLVED:  # a plan that breaks a hard constraint claims nothing
+                row.update(objective=None, gap_to_best_bound=None)
         stats = (m.get("replay") or {}).get("stats") or {}
         for key, _, skey in REPLAY_COLUMNS:
             row[key] = stats.get(skey)
@@ -374,7 +379,8 @@ def best_in_columns(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Per column, the methods holding its best value (ties all marked)."""
     out: dict[str, set[str]] = {}
     for key, _, sense in COLUMNS:
-        vals = [(r["method"], r[key]) for r in rows if r.get(key) is not None]
+        vals = [(r["method"], r[key]) for r in rows
+                if r.get(key) is not None and r.get("status") in SOLVED]
         if not sense or not vals:
             continue
         target = (min if sense == "min" else max)(v for _, v in vals)

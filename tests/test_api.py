@@ -1,0 +1,47 @@
+"""solve(): a plan that breaks the horizon is not a solution, whatever the method."""
+
+from __future__ import annotations
+
+import pytest
+from factory import make_scenario
+
+from planner import load_scenario, solve
+from planner.report.compare import best_in_columns, table_rows
+
+
+def _four_seconds_of_work(horizon_s: float) -> dict:
+    # one mixed cluster, prefill 1000 tok/s: four 1000-token prompts are 4 s of compute
+    return make_scenario([{"name": "m"}], [{"prompt_tokens": 1000}] * 4, objective="served",
+                         horizon_s=horizon_s)
+
+
+def test_plan_over_the_horizon_is_infeasible_and_claims_no_objective():
+    sc = load_scenario(_four_seconds_of_work(2.5))
+    res = solve(sc, "greedy")  # serves all four: 4 s > 2.5 s
+    assert res.plan is not None and int((~res.plan.refused).sum()) == 4
+    assert res.status == "infeasible" and res.objective is None and res.gap is None
+    assert "exceeds the horizon 2.5 s" in res.termination
+    exact = solve(sc, "milp", time_limit=10)  # two fit within 2.5 s
+    assert exact.status == "optimal" and exact.objective == pytest.approx(2)
+
+
+def test_plan_within_the_horizon_keeps_its_status():
+    res = solve(load_scenario(_four_seconds_of_work(4.0)), "greedy")
+    assert res.status == "feasible" and res.objective == 4
+
+
+def test_compare_rows_star_only_solutions():
+    data = {"best_bound": 2.0, "scenario": {"objective": "served"}, "methods": [
+        {"method": "greedy", "kind": "heuristic", "status": "infeasible", "bound": None,
+         "metrics": {"objective": 4, "makespan_s": 4.0, "bottleneck": "cluster:m", "cost": 0.0,
+                     "rent": 0.0, "egress_cost": 0.0, "served": 4, "refused": 0,
+                     "prefix_tokens_reused": 0, "links": {}, "clusters": {}}},
+        {"method": "milp", "kind": "exact", "status": "optimal", "bound": 2.0,
+         "metrics": {"objective": 2, "makespan_s": 2.0, "bottleneck": "cluster:m", "cost": 0.0,
+                     "rent": 0.0, "egress_cost": 0.0, "served": 2, "refused": 2,
+                     "prefix_tokens_reused": 0, "links": {}, "clusters": {}}}]}
+    rows = table_rows(data)
+    assert rows[0]["objective"] is None and rows[0]["gap_to_best_bound"] is None
+    assert rows[0]["served"] == 4  # the figures stay visible
+    best = best_in_columns(rows)
+    assert best["served"] == {"milp"} and best["gap_to_best_bound"] == {"milp"}
