@@ -79,7 +79,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=1))
         return 0
     print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
-    print(f"  objective ({m.objective_name}): {m.objective:.6g}")
+    print(f"  objective ({m.objective_name}): {m.objective:.6g}" + (
+        "" if m.within_horizon else f"  NOT A SOLUTION: the makespan exceeds the horizon "
+        f"{inst.horizon_s:g} s"))
     print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")
     print(f"  cost: ${m.cost:.6g} (rent ${m.rent:.6g} over {m.period_s:.6g} s, "
           f"egress ${m.egress_cost:.6g})")

@@ -45,3 +45,19 @@ def test_compare_rows_star_only_solutions():
     assert rows[0]["served"] == 4  # the figures stay visible
     best = best_in_columns(rows)
     assert best["served"] == {"milp"} and best["gap_to_best_bound"] == {"milp"}
+
+
+def test_evaluate_says_a_plan_past_the_horizon_is_not_a_solution(tmp_path, capsys):
+    import yaml
+
+    from planner import cli
+
+    sc = tmp_path / "s.yaml"
+    sc.write_text(yaml.safe_dump(_four_seconds_of_work(2.5)))
+    plan = tmp_path / "p.json"
+    assert cli.main(["solve", str(sc), "-m", "greedy", "--out", str(plan)]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(sc), str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "objective (served): 4  NOT A SOLUTION: the makespan exceeds the horizon 2.5 s" in out
+    assert "plan of greedy (infeasible)" in out
