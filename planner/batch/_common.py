@@ -237,7 +237,8 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
                       ) -> tuple[list[np.ndarray], list[str], list[float]]:
     """Start times, statuses and bounds per replica: empty replicas are trivially optimal, those
     with more than ``max_jobs`` requests get the FCFS reservation schedule, the rest ``solve``
-    (its bound raised to the replica's lower bound)."""
+    (a discretised model: its own status and bound go to ``job.info``; the replica's bound is the
+    analytical lower bound, and it is optimal only when its schedule meets that bound)."""
     from planner.batch.packers import policy_order  # packers import this module
 
     starts: list[np.ndarray] = []
@@ -252,8 +253,15 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
                              "fallback": f"more than {max_jobs} requests: FCFS reservation schedule"})
             st, status, bound = list_schedule_reserve(job, policy_order(job, "fcfs")), "feasible", lb
         else:
-            st, status, bound = solve(job)
-            bound = max(lb, bound)
+            # the exact models are discretised (releases and growth rounded up to whole units):
+            # restrictions of the replica's problem, so their optimum is a schedule, not a bound.
+            # The valid bound is the analytical one; "optimal" only where the schedule meets it.
+            st, model_status, model_bound = solve(job)
+            job.info.update(model_status=model_status, model_bound_s=model_bound)
+            bound = lb
+            ends = st + job.D * job.step_s
+            got = float(ends.max()) if objective == "makespan" else float(ends.sum())
+            status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 else "feasible"
         starts.append(st)
         statuses.append(status)
         bounds.append(bound)
