@@ -5,6 +5,7 @@ better of the solver's and the domain's, gap from both)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ COMMON = {"time_limit": 10.0, "num_workers": 0, "seed": 0, "warm_start": "greedy
           "rel_gap": 1e-4, "symmetry": True, "lp_bound": True, "improve": True}
 
 LP_BOUND_MAX_TERMS = 400_000  # request-level LP relaxation for the domain bound up to this size
+LP_VALUE_MARGIN = 1e-6  # the LP value as a bound, lowered by this share for its float tolerances
 
 
 def workers(n: int) -> int:
@@ -148,6 +150,14 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
     if not duals:
         return db, None
     db2 = domain_bound(inst, lp_directions(inst, model, duals))
+    if st == "optimal" and f_lp is not None and math.isfinite(f_lp) and \
+            inst.objective in ("makespan", "cost"):
+        # the LP value itself, less a margin for the LP's float tolerances: with prefix blocks
+        # the per-request Lagrangian of the duals falls short of it (blocks are shared)
+        lp_b = float(f_lp) - LP_VALUE_MARGIN * abs(float(f_lp))
+        parts = {**db2["parts"], "lp_value": lp_b}
+        db2 = {"bound": lp_b, "by": "lp_value", "parts": parts} if lp_b > db2["bound"] else \
+            {**db2, "parts": parts}
     info.update(domain_bound=db2["bound"], domain_bound_by=db2["by"],
                 domain_bound_parts=db2["parts"])
     plan = model.plan_of_values(vals.__getitem__) if vals is not None else None
@@ -260,7 +270,11 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
             ) -> Result:
     """Status, bound and gap from the solver's outcome, the plan and the domain bound."""
     s = sense(inst)
+    # bounds only tighten: a solver's last word can be below a bound it reported earlier
+    seen = [b for _, _, b in history if b is not None]
     bounds = [b for b in (out.bound, db["bound"]) if b is not None]
+    if seen:
+        bounds.append(min(seen) if s == "max" else max(seen))
     if out.status == "infeasible" and plan is None:
         return Result(method, "infeasible", None, termination=out.termination, history=history,
                       info=info)
