@@ -74,6 +74,11 @@ def solve(
             result.termination += (f"; its makespan {metrics.makespan_s:.6g} s exceeds the horizon "
                                    f"{inst.horizon_s:g} s: not a feasible plan")
             result.status, result.objective, result.gap = "infeasible", None, None
+        if metrics.kv_misfits:
+            result.termination += (f"; {metrics.kv_misfits} request(s) decoded on a cluster whose "
+                                   "replica cannot hold their KV (prompt + output tokens): not a "
+                                   "feasible plan")
+            result.status, result.objective, result.gap = "infeasible", None, None
     return result
 
 

@@ -47,6 +47,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"OK {args.scenario}: {sc.name}: {len(wl)} requests ({wl.source}), "
           f"{len(sc.clusters)} clusters in {len(sc.datacenters)} datacenters, "
           f"{len(sc.links)} links, objective {sc.objective}")
+    from planner.exact._run import unplaceable
+
+    inst = as_instance(sc)
+    big = unplaceable(inst)
+    if big.size:
+        r = int(big[0])
+        print(f"warning: {big.size} request(s) fit no decode cluster's KV (e.g. {inst.ids[r]}: "
+              f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} tokens; the largest replica "
+              f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
+              "): only the served objective with a horizon can refuse them", file=sys.stderr)
     return 0
 
 
@@ -79,9 +89,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=1))
         return 0
     print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
-    print(f"  objective ({m.objective_name}): {m.objective:.6g}" + (
-        "" if m.within_horizon else f"  NOT A SOLUTION: the makespan exceeds the horizon "
-        f"{inst.horizon_s:g} s"))
+    why = ([] if m.within_horizon else [f"the makespan exceeds the horizon {inst.horizon_s:g} s"]) + (
+        [f"{m.kv_misfits} request(s) decoded where a replica cannot hold their KV"]
+        if m.kv_misfits else [])
+    print(f"  objective ({m.objective_name}): {m.objective:.6g}"
+          + (f"  NOT A SOLUTION: {'; '.join(why)}" if why else ""))
     print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")
     print(f"  cost: ${m.cost:.6g} (rent ${m.rent:.6g} over {m.period_s:.6g} s, "
           f"egress ${m.egress_cost:.6g})")

@@ -50,6 +50,14 @@ def kv_memory_time(inst: Instance, prompt, output, cluster):
             * decode_residency_seconds(inst, output, cluster))
 
 
+def kv_fits(inst: Instance, tokens, cluster) -> np.ndarray:
+    """Whether one replica of ``cluster`` holds ``tokens`` tokens of KV. A decoding request holds
+    prompt + output tokens during its last step, so it needs a replica that holds that many
+    (the replay drops it as ``too_large`` otherwise)."""
+    return (np.asarray(tokens, np.float64) * inst.kv_bytes_per_token
+            <= inst.kv_capacity_bytes[cluster] * (1 + 1e-12))
+
+
 def compute_capacity(inst: Instance) -> np.ndarray:
     """Replica count: load seconds = replica-seconds / replicas."""
     return inst.replicas
@@ -162,6 +170,12 @@ class Metrics:
     link_bytes: np.ndarray
     link_load_s: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
+    kv_misfits: int = 0  # requests decoded where one replica cannot hold their KV
+
+    @property
+    def feasible(self) -> bool:
+        """A solution: within the horizon, and every decoding request fits its replica's KV."""
+        return bool(self.within_horizon) and self.kv_misfits == 0
 
     def utilization(self, load: np.ndarray) -> np.ndarray:
         return load / self.period_s if self.period_s > 0 else np.zeros_like(load)
@@ -183,6 +197,7 @@ class Metrics:
             "refused": int(self.refused),
             "prefix_tokens_reused": int(self.prefix_tokens_reused),
             "within_horizon": bool(self.within_horizon),
+            "kv_misfits": int(self.kv_misfits),
             "clusters": {
                 n: {
                     "load_s": float(self.load_s[i]),
@@ -256,6 +271,7 @@ def evaluate_arrays(inst: Instance, plan: Plan, check: bool = True) -> Metrics:
     egress = float((lbytes * inst.cost_per_byte).sum())
     cost = rent + egress
     n_served = int(served.sum())
+    misfits = int((decoding & ~kv_fits(inst, inst.prompt_tokens + out, dec_c)).sum())
     within = inst.horizon_s is None or makespan <= inst.horizon_s * (1 + 1e-9)
     return Metrics(
         objective_name=inst.objective,
@@ -265,5 +281,5 @@ def evaluate_arrays(inst: Instance, plan: Plan, check: bool = True) -> Metrics:
         prefix_tokens_reused=reused, within_horizon=bool(within),
         cluster_names=inst.cluster_names, prefill_s=prefill_s, decode_s=decode_s, load_s=load,
         memory_time=mem, memory_load_s=mem_load, used=used, link_names=inst.link_names,
-        link_bytes=lbytes, link_load_s=lload,
+        link_bytes=lbytes, link_load_s=lload, kv_misfits=misfits,
     )

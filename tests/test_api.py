@@ -61,3 +61,32 @@ def test_evaluate_says_a_plan_past_the_horizon_is_not_a_solution(tmp_path, capsy
     out = capsys.readouterr().out
     assert "objective (served): 4  NOT A SOLUTION: the makespan exceeds the horizon 2.5 s" in out
     assert "plan of greedy (infeasible)" in out
+
+
+def _kv_tight(**top):
+    # d0's replica holds 1000 tokens of KV, d1's 2000; the requests hold 1100 at their end
+    return make_scenario([{"name": "p", "role": "prefill"},
+                          {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001},
+                          {"name": "d1", "role": "decode", "kv_capacity_gb": 0.002}],
+                         [{"prompt_tokens": 1000, "output_tokens": 100}] * 4, **top)
+
+
+def test_plan_decoding_where_the_kv_cannot_fit_is_infeasible():
+    sc = load_scenario(_kv_tight())
+    res = solve(sc, "round_robin")  # deals the requests over both decode clusters
+    assert (res.plan.decode == 1).any()
+    assert res.status == "infeasible" and res.objective is None
+    assert "cannot hold their KV" in res.termination
+    assert solve(sc, "milp", time_limit=10).status == "optimal"
+
+
+def test_request_that_fits_no_decode_cluster():
+    big = _kv_tight()
+    big["workload"]["requests"].append({"id": "huge", "prompt_tokens": 2500, "output_tokens": 10})
+    res = solve(load_scenario(big), "cpsat", time_limit=10)
+    assert res.status == "infeasible" and res.plan is None
+    assert "huge needs 2510 KV tokens, the largest replica holds 2000" in res.termination
+    big.update(objective="served", horizon_s=100.0)
+    res = solve(load_scenario(big), "cpsat", time_limit=10)
+    assert res.status == "optimal" and res.objective == 4  # the huge one refused
+    assert res.plan.prefill[4] == -1

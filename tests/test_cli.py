@@ -87,3 +87,20 @@ def test_methods_lists_registry():
     assert r.returncode == 0
     names = [line.split()[0] for line in r.stdout.splitlines()]
     assert {"greedy", "round_robin", "random"} <= set(names)
+
+
+def test_validate_warns_about_requests_no_replica_can_hold(tmp_path, capsys):
+    import yaml
+    from factory import make_scenario
+
+    from planner import cli
+
+    path = tmp_path / "kv.yaml"
+    path.write_text(yaml.safe_dump(make_scenario(
+        [{"name": "p", "role": "prefill"}, {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001}],
+        [{"prompt_tokens": 1000, "output_tokens": 100}, {"prompt_tokens": 500, "output_tokens": 10}])))
+    assert cli.main(["validate", str(path)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["warning: 1 request(s) fit no decode cluster's KV (e.g. r0: 1100 tokens; the "
+                   "largest replica holds 1000): only the served objective with a horizon can "
+                   "refuse them"]

@@ -37,6 +37,7 @@ from planner.instance import Instance
 from planner.metrics import (
     compute_capacity,
     decode_work_seconds,
+    kv_fits,
     kv_memory_time,
     memory_capacity,
     prefill_seconds,
@@ -63,6 +64,7 @@ class Items:
     block_idx: np.ndarray
     block_tok: np.ndarray  # (n_blocks,) tokens of each shared block
     members: list[np.ndarray] | None = None  # request indices per item (classes)
+    need_tokens: np.ndarray | None = None  # (n,) KV tokens a member holds at its end (the most)
 
     @property
     def n(self) -> int:
@@ -123,6 +125,7 @@ def request_items(inst: Instance) -> Items:
         kvb=np.where(has_dec, inst.kv_bytes, 0.0),
         has_dec=has_dec,
         block_ptr=ptr, block_idx=idx, block_tok=tok,
+        need_tokens=prompt + out,
     )
 
 
@@ -199,6 +202,13 @@ class PlacementModel:
         self.per_item_rent = n_terms <= 200_000 if per_item_rent is None else per_item_rent
         self.groups = identical_groups(inst) if symmetry else []
 
+    def decoders(self, i: int) -> list[int]:
+        """Decode clusters whose replica holds item ``i``'s KV at its end (prompt + output)."""
+        need = self.items.need_tokens
+        if need is None:
+            return self.D
+        return [d for d in self.D if kv_fits(self.inst, float(need[i]), d)]
+
     # ------------------------------------------------------------ build
 
     def build(self, be: Backend, t_ub: float) -> Vars:
@@ -224,8 +234,13 @@ class PlacementModel:
             b: dict[int, Any] = {}
             w: dict[tuple[int, int], Any] = {}
             if it.has_dec[i]:
-                b = {d: be.new_var(0, n_i, True, f"b{i}_{d}") for d in self.D}
-                self._assign(be, [(x, 1.0) for x in b.values()], s, n_i)
+                b = {d: be.new_var(0, n_i, True, f"b{i}_{d}") for d in self.decoders(i)}
+                if b:
+                    self._assign(be, [(x, 1.0) for x in b.values()], s, n_i)
+                elif s is not None:  # fits no replica: refused
+                    be.add_row([(s, 1.0)], 0.0, 0.0, "int")
+                else:
+                    raise ValueError(f"item {i} fits no decode cluster's KV and cannot be refused")
                 for d, x in b.items():
                     compute[d].append((x, float(it.dec[i, d])))
                     memory[d].append((x, float(it.mem[i, d])))

@@ -17,7 +17,7 @@ from planner.exact._backends.rows import RowBuffer, SolveOutcome
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays
+from planner.metrics import evaluate_arrays, kv_fits
 from planner.plan import Plan, Result, relative_gap
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,32 @@ def sense(inst: Instance) -> str:
 
 
 def feasible(inst: Instance, plan: Plan) -> bool:
-    """A plan the model accepts: within the horizon when the objective needs one."""
-    if inst.objective in ("served", "cost") and inst.horizon_s is not None:
-        return evaluate_arrays(inst, plan, check=False).within_horizon
-    return True
+    """A plan the model accepts: within the horizon when there is one, and every decoding
+    request on a cluster whose replica holds its KV."""
+    return evaluate_arrays(inst, plan, check=False).feasible
+
+
+def refuse_misfits(inst: Instance, plan: Plan) -> Plan:
+    """``plan`` with the requests decoded where their KV does not fit refused."""
+    dec = plan.decode
+    on = (plan.prefill >= 0) & (dec >= 0) & (inst.output_tokens > 0)
+    bad = on & ~kv_fits(inst, inst.prompt_tokens + inst.output_tokens, np.maximum(dec, 0))
+    if not bad.any():
+        return plan
+    plan = plan.copy()
+    plan.prefill[bad] = -1
+    plan.decode[bad] = -1
+    return plan
+
+
+def unplaceable(inst: Instance) -> np.ndarray:
+    """Requests that fit no decode cluster's replica (they can only be refused)."""
+    need = inst.prompt_tokens + inst.output_tokens
+    dcl = np.flatnonzero(inst.can_decode)
+    if dcl.size == 0:
+        return np.zeros(0, np.int64)
+    fits = kv_fits(inst, need[:, None], dcl[None, :]).any(axis=1)
+    return np.flatnonzero((inst.output_tokens > 0) & ~fits)
 
 
 def better(inst: Instance, a: float, b: float) -> bool:
@@ -111,8 +133,8 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     if plan is None:
         return None, f"{name}: no plan"
     if inst.objective == "served" and inst.horizon_s is not None and not feasible(inst, plan):
-        plan = repair_for_horizon(inst, plan)
-        return plan, f"{name} (refusals added to fit the horizon)"
+        plan = repair_for_horizon(inst, refuse_misfits(inst, plan))
+        return plan, f"{name} (refusals added to fit the horizon and the KV capacities)"
     if not feasible(inst, plan):
         return None, f"{name}: exceeds the horizon, not used"
     return plan, name
@@ -209,6 +231,15 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if inst.n_requests == 0:
         plan = Plan.refuse_all(0)
         return Result(method, "optimal", plan, 0.0, 0.0, 0.0, termination="no requests", info=info)
+    big = unplaceable(inst)
+    if big.size and not (inst.objective == "served" and inst.horizon_s is not None):
+        r = int(big[0])
+        return Result(method, "infeasible", None, termination=(
+            f"{big.size} request(s) fit no decode cluster: {inst.ids[r]} needs "
+            f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} KV tokens, the largest replica "
+            f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
+            "; only the served objective (with a horizon) may refuse them"), history=history,
+            info=info)
 
     t0 = time.perf_counter()
     items = request_items(inst)

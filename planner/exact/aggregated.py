@@ -130,6 +130,8 @@ def request_classes(inst: Instance, ratio: float = 1.1, by_origin: bool = False,
     memu = mean((prompt + out / 2.0) * out)
     kvb = mean(np.where(out > 0, inst.kv_bytes, 0.0))
     has_dec = np.bincount(cls, weights=(out > 0).astype(float), minlength=k) > 0
+    need = np.zeros(k)  # a class decodes only where its largest member's KV fits
+    np.maximum.at(need, cls, np.where(out > 0, prompt + out, 0.0))
     block = np.full(k, -1, np.int64)
     block[cls] = first
     bptr = np.concatenate([[0], np.cumsum(block >= 0)]).astype(np.int64)
@@ -139,7 +141,7 @@ def request_classes(inst: Instance, ratio: float = 1.1, by_origin: bool = False,
     items = Items(count=count.astype(np.int64), pre=suffix[:, None] * pre_r[None, :],
                   dec=o[:, None] * dec_r[None, :], mem=memu[:, None] * mem_r[None, :],
                   kvb=kvb, has_dec=has_dec, block_ptr=bptr, block_idx=block[block >= 0],
-                  block_tok=tok.astype(float), members=members)
+                  block_tok=tok.astype(float), members=members, need_tokens=need)
     return cls, items
 
 

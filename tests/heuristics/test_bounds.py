@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from factory import make_scenario
 
-from planner import load_scenario, solve
+from planner import evaluate, load_scenario, solve
 
 M = 3
 
@@ -64,12 +64,14 @@ def test_greedy_tight_instance_reaches_two_minus_one_over_m():
 def test_greedy_pool_path_checks_memory_and_matches_general_path():
     # decode-heavy requests on tiny KV memory: memory binds, so the heap top is not always right
     rng = np.random.default_rng(5)
-    clusters = [{"name": f"c{k}", "kv_capacity_gb": 0.002} for k in range(4)]
-    reqs = [{"arrival_s": float(i), "prompt_tokens": int(rng.integers(10, 3000)),
-             "output_tokens": int(rng.integers(0, 400))} for i in range(60)]
+    # (3500 tokens per replica: every request, at most 1500 + 1500 tokens, fits one)
+    clusters = [{"name": f"c{k}", "kv_capacity_gb": 0.0035} for k in range(4)]
+    reqs = [{"arrival_s": float(i), "prompt_tokens": int(rng.integers(10, 1500)),
+             "output_tokens": int(rng.integers(0, 1500))} for i in range(60)]
     sc = load_scenario(make_scenario(clusters, reqs))
     g, g2 = solve(sc, "greedy"), solve(sc, "greedy", fast=False)
-    assert g.info["path"] == "pool-heap"
+    assert g.info["path"] == "pool-heap" and g.status == "feasible"
+    assert evaluate(sc, g.plan).bottleneck.startswith("memory")
     assert np.array_equal(g.plan.prefill, g2.plan.prefill)
     assert g.objective == pytest.approx(g2.objective)
     assert g.info["model_makespan_s"] == pytest.approx(g.objective, rel=1e-9)
