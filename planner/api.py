@@ -69,15 +69,9 @@ def solve(
         metrics = evaluate_arrays(inst, result.plan)
         if spec.kind == "heuristic":
             result.objective = metrics.objective
-        if not metrics.within_horizon:
-            # the horizon is a hard constraint: such a plan is not a solution, whatever it serves
-            result.termination += (f"; its makespan {metrics.makespan_s:.6g} s exceeds the horizon "
-                                   f"{inst.horizon_s:g} s: not a feasible plan")
-            result.status, result.objective, result.gap = "infeasible", None, None
-        if metrics.kv_misfits:
-            result.termination += (f"; {metrics.kv_misfits} request(s) decoded on a cluster whose "
-                                   "replica cannot hold their KV (prompt + output tokens): not a "
-                                   "feasible plan")
+        if not metrics.feasible:
+            # hard constraints: such a plan is not a solution, whatever its figures
+            result.termination += "; " + "; ".join(metrics.problems) + ": not a feasible plan"
             result.status, result.objective, result.gap = "infeasible", None, None
     return result
 

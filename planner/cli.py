@@ -89,11 +89,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(d, indent=1))
         return 0
     print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
-    why = ([] if m.within_horizon else [f"the makespan exceeds the horizon {inst.horizon_s:g} s"]) + (
-        [f"{m.kv_misfits} request(s) decoded where a replica cannot hold their KV"]
-        if m.kv_misfits else [])
     print(f"  objective ({m.objective_name}): {m.objective:.6g}"
-          + (f"  NOT A SOLUTION: {'; '.join(why)}" if why else ""))
+          + (f"  NOT A SOLUTION: {'; '.join(m.problems)}" if m.problems else ""))
     print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")
     print(f"  cost: ${m.cost:.6g} (rent ${m.rent:.6g} over {m.period_s:.6g} s, "
           f"egress ${m.egress_cost:.6g})")

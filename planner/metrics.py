@@ -173,9 +173,24 @@ class Metrics:
     kv_misfits: int = 0  # requests decoded where one replica cannot hold their KV
 
     @property
+    def problems(self) -> list[str]:
+        """Why the plan is not a solution of its scenario (empty when it is one)."""
+        out = []
+        if not self.within_horizon:
+            out.append(f"its makespan {self.makespan_s:.6g} s exceeds the horizon {self.period_s:g} s")
+        if self.kv_misfits:
+            out.append(f"{self.kv_misfits} request(s) decoded on a cluster whose replica cannot "
+                       "hold their KV (prompt + output tokens)")
+        if self.refused and self.objective_name != "served":
+            out.append(f"it refuses {self.refused} request(s); the {self.objective_name} objective "
+                       "serves every request")
+        return out
+
+    @property
     def feasible(self) -> bool:
-        """A solution: within the horizon, and every decoding request fits its replica's KV."""
-        return bool(self.within_horizon) and self.kv_misfits == 0
+        """A solution: within the horizon, every decoding request fits its replica's KV, and
+        nothing refused unless the objective is ``served``."""
+        return not self.problems
 
     def utilization(self, load: np.ndarray) -> np.ndarray:
         return load / self.period_s if self.period_s > 0 else np.zeros_like(load)

@@ -59,7 +59,7 @@ def test_evaluate_says_a_plan_past_the_horizon_is_not_a_solution(tmp_path, capsy
     capsys.readouterr()
     assert cli.main(["evaluate", str(sc), str(plan)]) == 0
     out = capsys.readouterr().out
-    assert "objective (served): 4  NOT A SOLUTION: the makespan exceeds the horizon 2.5 s" in out
+    assert "objective (served): 4  NOT A SOLUTION: its makespan 4 s exceeds the horizon 2.5 s" in out
     assert "plan of greedy (infeasible)" in out
 
 
@@ -90,3 +90,15 @@ def test_request_that_fits_no_decode_cluster():
     res = solve(load_scenario(big), "cpsat", time_limit=10)
     assert res.status == "optimal" and res.objective == 4  # the huge one refused
     assert res.plan.prefill[4] == -1
+
+
+def test_refusing_under_makespan_is_not_a_solution():
+    from planner import as_instance
+    from planner.metrics import evaluate_arrays
+    from planner.plan import Plan
+
+    sc_inst = as_instance(load_scenario(make_scenario([{"name": "m"}], [{"prompt_tokens": 1000}] * 2)))
+    m = evaluate_arrays(sc_inst, Plan([0, -1], [-1, -1]))
+    assert m.makespan_s == 1.0 and not m.feasible
+    assert m.problems == ["it refuses 1 request(s); the makespan objective serves every request"]
+    assert evaluate_arrays(sc_inst, Plan([0, 0], [-1, -1])).feasible
