@@ -75,7 +75,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.hard_timeout is not None and not args.hard_timeout > 0:
         raise InputError("--hard-timeout", [Problem("--hard-timeout", "must be a positive number "
                                                      "of seconds", str(args.hard_timeout))])
-    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None \
+        else None
+    if names is not None and not names:
+        raise InputError("--methods", [Problem("--methods", "no method given", args.methods)])
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.scenario).stem}.html"
     bars = ProgressBars(enabled=not args.no_progress)
     with logging_redirect_tqdm():

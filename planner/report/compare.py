@@ -257,6 +257,21 @@ def solve_with_hard_timeout(inst: Instance, name: str, time_limit: float | None,
     return payload
 
 
+def check_method_options(specs: Sequence[Any], options: dict[str, dict[str, Any]]) -> None:
+    """Every ``METHOD.KEY`` names a method that runs and one of its options, with a value of the
+    option's type: checked before anything runs or is written."""
+    names = {sp.name for sp in specs}
+    problems = [Problem(f"{m}.{k}", "not a method of this run (--methods)", v)
+                for m, opts in options.items() if m not in names for k, v in opts.items()]
+    for sp in specs:
+        try:
+            sp.resolve(options.get(sp.name, {}))
+        except InputError as exc:
+            problems += [Problem(f"{sp.name}.{p.path}", p.message, p.given) for p in exc.problems]
+    if problems:
+        raise OptionError("--option", problems)
+
+
 def run_methods(
     scenario: Scenario | str | Path,
     method_names: Sequence[str] | None = None,
@@ -274,6 +289,7 @@ def run_methods(
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     inst = as_instance(sc)
     specs = resolve_methods(method_names)
+    check_method_options(specs, options or {})
     outcomes: list[MethodOutcome] = []
     t_all = time.perf_counter()
     for k, spec in enumerate(specs):

@@ -18,6 +18,7 @@ from planner.registry import _REGISTRY, register
 from planner.report.compare import default_methods, run_methods
 from planner.report.io import write_text_atomic
 from planner.report.render import render_compare
+from planner.scenario.errors import OptionError
 
 QUICKSTART = SCENARIOS / "quickstart.yaml"
 TIME_LIMIT = "3"
@@ -202,7 +203,7 @@ def _hard_scenario() -> dict:
 def test_hard_timeout_kills_an_overrunning_method(tmp_path: Path) -> None:
     """With --hard-timeout every method runs in its own process: cpsat, given 60 s, is killed at
     4 s and shown as timeout_no_solution; greedy gives the same figures as in-process; a bad
-    option in the child is the method's error row."""
+    option is an error before anything runs."""
     path = tmp_path / "hard.json"
     path.write_text(json.dumps(_hard_scenario()))
     import time
@@ -221,9 +222,24 @@ def test_hard_timeout_kills_an_overrunning_method(tmp_path: Path) -> None:
     assert "hard timeout of 4 s" in rows["cpsat"]["termination"]
     assert 4.0 <= rows["cpsat"]["wall_s"] < 10.0 and wall < 30.0
     assert rows["greedy"]["status"] == "feasible", rows["greedy"]["termination"]
-    bad = run_methods(path, ["greedy"], options={"greedy": {"no_such_option": 1}},
-                      hard_timeout=30.0, replay=False)
-    assert bad["methods"][0]["status"] == "error" and "no_such_option" in bad["methods"][0]["termination"]
+    with pytest.raises(OptionError, match="greedy.no_such_option: unknown option"):
+        run_methods(path, ["greedy"], options={"greedy": {"no_such_option": 1}},
+                    hard_timeout=30.0, replay=False)  # checked before any process starts
+
+
+def test_bad_options_stop_before_anything_is_written(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r.html"
+    out.write_text("the old report")
+    rc = cli.main(["compare", str(QUICKSTART), "--methods", "greedy", "-O", "greedy.foo=3",
+                   "-O", "nosuch.seed=3", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [
+        "--option: nosuch.seed: not a method of this run (--methods) ('3')",
+        "--option: greedy.foo: unknown option for method greedy (known: fast) ('3')"]
+    assert out.read_text() == "the old report" and not out.with_suffix(".csv").exists()
+    rc = cli.main(["compare", str(QUICKSTART), "--methods", ",,", "--out", str(out), "--no-progress"])
+    assert rc == 2 and "--methods: no method given" in capsys.readouterr().err
 
 
 def test_hard_timeout_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
