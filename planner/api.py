@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from pathlib import Path
@@ -14,7 +15,7 @@ from planner.instance import Instance, build_instance
 from planner.metrics import Metrics, evaluate_arrays
 from planner.plan import Plan, Result, plan_from_dict
 from planner.registry import get_method
-from planner.scenario.errors import InputError
+from planner.scenario.errors import InputError, OptionError, Problem
 from planner.scenario.load import load_scenario
 from planner.scenario.model import Scenario
 
@@ -35,6 +36,18 @@ def as_instance(problem: Scenario | Instance | str | Path) -> Instance:
     return inst
 
 
+def check_time_limit(value: Any, name: str = "time_limit") -> None:
+    """A time limit is a positive, finite number of seconds (None: the method's default)."""
+    if value is None:
+        return
+    try:
+        ok = math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise OptionError(name, [Problem(name, "must be a positive number of seconds", value)])
+
+
 def solve(
     problem: Scenario | Instance | str | Path,
     method: str = "greedy",
@@ -45,6 +58,8 @@ def solve(
     Result with status ``error`` and the reason, never a half plan."""
     inst = as_instance(problem)
     spec = get_method(method)
+    check_time_limit(time_limit)
+    check_time_limit(options.get("time_limit"))
     opts = spec.resolve({**options, **({"time_limit": time_limit} if time_limit else {})})
     log.info("solving %s with %s (%d requests, %d clusters)", inst.scenario.name, method,
              inst.n_requests, inst.n_clusters)

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from planner.api import as_instance, evaluate, solve
+from planner.api import as_instance, check_time_limit, evaluate, solve
 from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
+from planner.report.io import check_output
 from planner.scenario.errors import InputError, Problem
 from planner.scenario.load import load_scenario
 
@@ -63,8 +64,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_solve(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario)
     inst = as_instance(sc)
-    result = solve(inst, method=args.method, time_limit=args.time_limit, **_options(args.option))
+    check_time_limit(args.time_limit, "--time-limit")
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
+    check_output(out, "--out")
+    result = solve(inst, method=args.method, time_limit=args.time_limit, **_options(args.option))
     print(f"{args.method}: status {result.status}, objective ({sc.objective}) "
           f"{_fmt(result.objective)}, bound {_fmt(result.bound)}, gap {_fmt(result.gap)}, "
           f"{result.wall_s:.3f} s" + (f" [{result.termination}]" if result.termination else ""))
@@ -170,3 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. piped into head
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path the system refuses (a folder for a file, no permission...)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("out of memory: the scenario is too large for this machine (fewer requests or "
+              "replicas?)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a user never sees a traceback; -vv logs it
+        log.debug("unexpected error", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"planner: unexpected {type(exc).__name__}: {first} (planner -vv ... shows where)",
+              file=sys.stderr)
+        return 1

@@ -146,6 +146,8 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
             name = row.get(key)
             if name is None:
                 arr[i] = -1
+            elif not isinstance(name, str):
+                problems.append(Problem(f"requests[{k}].{key}", "a cluster name or null", name))
             elif name in index:
                 arr[i] = index[name]
             else:
@@ -158,8 +160,31 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
                                 "entry in the plan", instance.ids[missing[0]]))
     if problems:
         raise PlanError(file, problems)
+    order = data.get("order")
+    if order is not None:
+        problems += _order_problems(order, rid, index)
+    if problems:
+        raise PlanError(file, problems)
     meta = {k: v for k, v in data.items() if k != "requests"}
-    return Plan(pre, dec, order=data.get("order")), meta
+    return Plan(pre, dec, order=order), meta
+
+
+def _order_problems(order: Any, rid: dict[str, int], index: dict[str, int]) -> list[Problem]:
+    """A plan's order: ``{"CLUSTER#k" or "CLUSTER": [request index, ...], "_admission": [...]}``
+    (what the batch methods write and the replay reads); anything else is a problem."""
+    if not isinstance(order, dict):
+        return [Problem("order", "a mapping of replica to request indices", order)]
+    out = []
+    for key, seq in order.items():
+        if str(key).startswith("_"):
+            continue
+        cluster, hash_, k = str(key).rpartition("#")
+        if not (key in index or (hash_ and cluster in index and k.isdigit())):
+            out.append(Problem(f"order.{key}", "not a cluster or replica (CLUSTER#k)", key))
+        elif not isinstance(seq, list) or not all(
+                isinstance(r, int) and not isinstance(r, bool) and 0 <= r < len(rid) for r in seq):
+            out.append(Problem(f"order.{key}", "a list of request indices", seq))
+    return out
 
 
 def read_plan_file(path: str | Path, instance: Any) -> tuple[Plan, dict]:

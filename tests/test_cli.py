@@ -104,3 +104,33 @@ def test_validate_warns_about_requests_no_replica_can_hold(tmp_path, capsys):
     assert err == ["warning: 1 request(s) fit no decode cluster's KV (e.g. r0: 1100 tokens; the "
                    "largest replica holds 1000): only the served objective with a horizon can "
                    "refuse them"]
+
+
+def test_unwritable_outputs_and_bad_time_limits_are_one_line_errors(tmp_path, capsys):
+    from planner import cli
+
+    two_dc = str(ROOT / "tests" / "data" / "two-dc.json")
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    cases = [
+        (["solve", two_dc, "-m", "greedy", "--out", str(folder)], f"--out: {folder}: is a folder"),
+        (["solve", two_dc, "-m", "greedy", "--out", str(afile / "p.json")],
+         f"--out: {afile / 'p.json'}: cannot make its folder"),
+        (["solve", two_dc, "-m", "greedy", "--time-limit", "0"],
+         "--time-limit: must be a positive number of seconds (0.0)"),
+        (["solve", two_dc, "-m", "greedy", "--time-limit", "nan"], "--time-limit: must be a positive"),
+        (["compare", two_dc, "--methods", "greedy", "--time-limit", "-1", "--no-progress",
+          "--out", str(tmp_path / "r.html")], "--time-limit: must be a positive"),
+    ]
+    for argv, expected in cases:
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(expected), (argv, err)
+    # a folder where the report's HTML goes: nothing is written beside it either
+    (tmp_path / "rep.html").mkdir()
+    assert cli.main(["compare", two_dc, "--methods", "greedy", "--no-progress",
+                     "--out", str(tmp_path / "rep.html")]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
+    assert not (tmp_path / "rep.csv").exists() and not (tmp_path / "rep.json").exists()

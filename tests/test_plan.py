@@ -33,6 +33,24 @@ def test_plan_from_dict_names_unknown_things(contract_scenario):
         plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "wd"}]}, inst)
 
 
+def test_plan_from_dict_checks_types_and_order(contract_scenario):
+    inst = as_instance(load_scenario(contract_scenario))
+    good = plan_to_dict(inst, solve(inst, "round_robin"))
+    bad = json.loads(json.dumps(good))
+    bad["requests"][0]["prefill"] = ["ep"]
+    with pytest.raises(PlanError, match=r"requests\[0\].prefill: a cluster name or null"):
+        plan_from_dict(bad, inst)
+    for order, expected in (("hello", "order: a mapping of replica to request indices"),
+                            ({"ed#0": ["zz"]}, "order.ed#0: a list of request indices"),
+                            ({"ed#0": [99]}, "order.ed#0: a list of request indices"),
+                            ({"mars#0": [0]}, "order.mars#0: not a cluster or replica")):
+        with pytest.raises(PlanError, match=expected):
+            plan_from_dict({**good, "order": order}, inst)
+    plan, _ = plan_from_dict({**good, "order": {"ed#0": [1, 0], "ed": [0], "_admission": ["x"]}},
+                             inst)
+    assert plan.order["ed#0"] == [1, 0]
+
+
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     f = tmp_path / "p.json"
     write_json_atomic(f, {"a": 1})

@@ -12,6 +12,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from planner.api import check_time_limit
 from planner.report.compare import DEFAULT_TIME_LIMIT, compare
 from planner.scenario.errors import InputError, Problem
 
@@ -72,6 +73,7 @@ def _method_options(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    check_time_limit(args.time_limit, "--time-limit")
     if args.hard_timeout is not None and not args.hard_timeout > 0:
         raise InputError("--hard-timeout", [Problem("--hard-timeout", "must be a positive number "
                                                      "of seconds", str(args.hard_timeout))])

@@ -28,7 +28,7 @@ from planner.metrics import evaluate_arrays
 from planner.plan import Result, plan_to_dict, relative_gap
 from planner.registry import MethodSpec, get_method, methods
 from planner.report import replay as replay_hook
-from planner.report.io import jsonable, write_json_atomic, write_text_atomic
+from planner.report.io import check_output, jsonable, write_json_atomic, write_text_atomic
 from planner.scenario.errors import InputError, OptionError, Problem
 from planner.scenario.load import load_scenario
 from planner.scenario.model import Scenario
@@ -451,6 +451,8 @@ def compare(
     sc = load_scenario(scenario)
     out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
     paths = output_paths(out)
+    for key in ("html", "csv", "json", "plans"):
+        check_output(paths[key], "--out", folder=key == "plans")
     data = run_methods(sc, method_names, time_limit, options=options, progress=progress,
                        plans_dir=paths["plans"], hard_timeout=hard_timeout)
     return data, write_report(data, out)

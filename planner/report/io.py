@@ -20,6 +20,30 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
+    """Fail early, with one line naming ``option``, when ``path`` cannot be written: a folder
+    where a file goes (or a file where a folder goes), or a parent that is a file or cannot be
+    made. Creates the missing parent folders."""
+    from planner.scenario.errors import InputError, Problem
+
+    path = Path(path)
+    why = None
+    if not folder and path.is_dir():
+        why = "is a folder, not a file"
+    elif folder and path.exists() and not path.is_dir():
+        why = "is a file, not a folder"
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(path.parent, os.W_OK):
+                why = f"its folder {path.parent} is not writable"
+        except OSError as exc:
+            why = f"cannot make its folder: {exc.strerror or exc}"
+    if why:
+        raise InputError(option, [Problem(str(path), why)])
+    return path
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

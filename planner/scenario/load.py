@@ -308,9 +308,10 @@ def _inline(
         if r.prefix_tokens is not None and r.prefix_tokens > r.prompt_tokens:
             problems.append(Problem(f"{where}.prefix_tokens",
                                     "longer than the prompt", r.prefix_tokens))
-        if isinstance(r.prefix, list) and not all(isinstance(h, int) for h in r.prefix):
+        if isinstance(r.prefix, list) and not all(isinstance(h, int) and -2**63 <= h < 2**63
+                                                  for h in r.prefix):
             problems.append(Problem(f"{where}.prefix",
-                                    "a block chain must hold integer hashes", r.prefix))
+                                    "a block chain must hold 64-bit integer hashes", r.prefix))
     if problems:
         return None
     prompt = np.array([r.prompt_tokens for r in reqs], np.int64)

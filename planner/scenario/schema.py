@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf/NaN anywhere
 
 
 PositiveFloat = Field(default=None, gt=0)
@@ -22,7 +22,7 @@ PositiveFloat = Field(default=None, gt=0)
 class ClusterSpec(_Spec):
     name: str = Field(min_length=1)
     role: Literal["prefill", "decode", "mixed"]
-    replicas: int = Field(gt=0)
+    replicas: int = Field(gt=0, le=100_000)
     accelerator: str | None = None
     # per-replica overrides of the accelerator card
     prefill_tokens_per_s: float | None = Field(default=None, gt=0)
@@ -56,10 +56,10 @@ class RouteSpec(_Spec):
 class RequestSpec(_Spec):
     id: str | int
     arrival_s: float = Field(default=0.0, ge=0)
-    prompt_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0, le=1_000_000_000)
+    output_tokens: int = Field(ge=0, le=1_000_000_000)
     prefix: str | int | list[str | int] | None = None
-    prefix_tokens: int | None = Field(default=None, ge=0)
+    prefix_tokens: int | None = Field(default=None, ge=0, le=1_000_000_000)
     origin: str | None = None
     priority: int = 0
 
@@ -94,7 +94,7 @@ class PrefixSpec(_Spec):
 
 
 class SyntheticSpec(_Spec):
-    count: int = Field(gt=0)
+    count: int = Field(gt=0, le=100_000_000)
     seed: int = 0
     arrival_rate: float = Field(default=10.0, gt=0)  # requests per second, Poisson
     prompt: LengthSpec = Field(default_factory=lambda: LengthSpec(median=1024, sigma=1.0, min=1))

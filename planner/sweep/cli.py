@@ -9,6 +9,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from planner.report.io import check_output
 from planner.scenario.errors import InputError, Problem
 from planner.sweep.run import ENGINES, run_sweep
 from planner.sweep.spec import load_sweep
@@ -17,6 +18,14 @@ from planner.sweep.spec import load_sweep
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError("--workers", [Problem("--workers", "must be at least 1", args.workers)])
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit", [Problem("--limit", "must be at least 1", args.limit)])
+    if args.threads is not None and args.threads < 1:
+        raise InputError("--threads", [Problem("--threads", "must be at least 1", args.threads)])
+    if args.out:
+        check_output(args.out, "--out")
+    if args.report:
+        check_output(args.report, "--report")
     if args.address and args.engine != "ray":
         raise InputError("--address", [Problem("--address", "only with --engine ray", args.address)])
     sw = load_sweep(args.sweep)

@@ -69,7 +69,12 @@ class ResultStore:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        text = self.path.read_text(encoding="utf-8")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InputError(str(self.path), [Problem(
+                "header", "not a sweep results table (not UTF-8 text); give another --out or "
+                "move the file", "binary")]) from None
         if not text:
             return
         header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])

@@ -19,6 +19,7 @@ from planner.scenario.model import Workload
 from planner.scenario.schema import FileSpec
 from planner.workload.base import assemble, block_chain_tokens, origin_codes
 
+MAX_TOKENS = 1_000_000_000  # a request longer than this is an error in the trace, not a request
 FIELDS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix", "origin", "priority")
 AZURE_COLUMNS = {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens",
                  "output_tokens": "GeneratedTokens"}
@@ -36,9 +37,23 @@ def _read_frame(path: Path, fmt: str, where: str) -> pd.DataFrame:
     try:
         if fmt in ("azure", "csv"):
             return pd.read_csv(path)
+        rows = []
         with open(path, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
+            for k, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise TraceError([Problem(where, f"{path.name} line {k}: not JSON ({exc})",
+                                              line.strip()[:60])]) from None
+                if not isinstance(row, dict):
+                    raise TraceError([Problem(where, f"{path.name} line {k}: not a JSON object",
+                                              line.strip()[:60])])
+                rows.append(row)
         return pd.DataFrame(rows)
+    except TraceError:
+        raise
     except FileNotFoundError:
         raise TraceError([Problem(where, "trace file not found", str(path))]) from None
     except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
@@ -63,12 +78,14 @@ def _integers(s: pd.Series, field: str, path: Path, where: str) -> np.ndarray:
         i = int(bad[0])
         raise TraceError([Problem(where, f"{path.name} row {i + 1}: {field} is not a number",
                                   s.iloc[i])])
-    arr = values.to_numpy()
-    neg = np.flatnonzero(arr < 0)
-    if neg.size:
-        i = int(neg[0])
-        raise TraceError([Problem(
-            where, f"{path.name} row {i + 1}: {field} is negative ({neg.size} rows)", arr[i])])
+    arr = values.to_numpy(dtype=np.float64)
+    for bad, what in ((~np.isfinite(arr) | (arr > MAX_TOKENS), f"is above {MAX_TOKENS:,}"),
+                      (arr < 0, "is negative"), (arr != np.floor(arr), "is not a whole number")):
+        rows = np.flatnonzero(bad)
+        if rows.size:
+            i = int(rows[0])
+            raise TraceError([Problem(
+                where, f"{path.name} row {i + 1}: {field} {what} ({rows.size} rows)", s.iloc[i])])
     return arr.astype(np.int64)
 
 
@@ -127,6 +144,11 @@ def _read(
                 raise TraceError([Problem(where, f"{path.name} row {i + 1}: arrival is not a number",
                                           raw.iloc[i])])
             arrival = vals.to_numpy(dtype=np.float64) * unit
+            inf = np.flatnonzero(~np.isfinite(arrival))
+            if inf.size:
+                i = int(inf[0])
+                raise TraceError([Problem(where, f"{path.name} row {i + 1}: arrival is not finite",
+                                          raw.iloc[i])])
             arrival = arrival - arrival.min()
     else:
         arrival = np.zeros(len(df))
@@ -177,7 +199,7 @@ def _read(
             try:
                 chain_keys = np.fromiter((int(h) for v in lists for h in v), np.int64,
                                          count=int(chain_ptr[-1]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise TraceError([Problem(where, f"{path.name}: prefix hashes must be integers",
                                           columns["prefix"])]) from None
             chain_tokens = block_chain_tokens(chain_ptr, prompt, spec.block_tokens)

@@ -92,6 +92,17 @@ CASES = {
     "cost needs horizon": (lambda d: d.update(objective="cost"), "horizon_s: the cost objective needs"),
     "route over missing link": (lambda d: _route_via_unlinked(d),
                                 "routes[0].path[1]: no link between east and x"),
+    "huge tokens": (lambda d: d["workload"]["requests"][0].update(prompt_tokens=10**20),
+                    "workload.requests[0].prompt_tokens: Input should be less than or equal to "
+                    "1000000000"),
+    "infinite bandwidth": (lambda d: d["links"][0].update(bandwidth_gbps=float("inf")),
+                           "links[0].bandwidth_gbps: Input should be a finite number"),
+    "infinite arrival": (lambda d: d["workload"]["requests"][0].update(arrival_s=float("inf")),
+                         "workload.requests[0].arrival_s: Input should be a finite number"),
+    "absurd replicas": (lambda d: d["datacenters"][0]["clusters"][0].update(replicas=10**9),
+                        "datacenters[0].clusters[0].replicas: Input should be less than or equal"),
+    "huge hash": (lambda d: d["workload"]["requests"][0].update(prefix=[1, 10**23]),
+                  "workload.requests[0].prefix: a block chain must hold 64-bit integer hashes"),
     "no card and no speed": (lambda d: d["datacenters"][0]["clusters"][0].pop("accelerator"),
                              "datacenters[0].clusters[0].prefill_tokens_per_s: required when"),
 }

@@ -324,3 +324,19 @@ def test_rewritten_trace_is_a_new_point(tmp_path: Path) -> None:
     before = sorted(r["makespan_s"] for r in first.table)
     after = sorted(r["makespan_s"] for r in second.table)
     assert all(b > a for a, b in zip(before, after, strict=True))
+
+
+def test_bad_sweep_flags_and_outputs_are_one_line_errors(tmp_path: Path, capsys) -> None:
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    garbage = tmp_path / "garbage.csv"
+    garbage.write_bytes(b"\xff\xfe\x00\x01binary")
+    (tmp_path / "dir.csv").mkdir()
+    cases = [(["--limit", "-1"], "--limit: must be at least 1 (-1)"),
+             (["--threads", "0"], "--threads: must be at least 1 (0)"),
+             (["--out", str(tmp_path / "dir.csv")], "--out: "),
+             (["--out", str(garbage)], f"{garbage}: header: not a sweep results table (not UTF-8")]
+    for extra, expected in cases:
+        rc = cli.main(["sweep", str(path), "--no-report", "--no-progress", *extra])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and err[-1].startswith(expected), (extra, err)
+    assert garbage.read_bytes() == b"\xff\xfe\x00\x01binary"

@@ -92,6 +92,10 @@ def test_plain_jsonl(tmp_path):
     ("prompt_tokens,output_tokens\n5,1\n-4,2\n", "workload.file: t.csv row 2: prompt_tokens is negative"),
     ("prompt_tokens,output_tokens\n5,abc\n", "workload.file: t.csv row 1: output_tokens is not a number"),
     ("", "workload.file.path: cannot read trace"),
+    ("prompt_tokens,output_tokens\n5,1\n1e30,2\n", "t.csv row 2: prompt_tokens is above 1,000,000,000"),
+    ("prompt_tokens,output_tokens\n5,inf\n", "t.csv row 1: output_tokens is above 1,000,000,000"),
+    ("prompt_tokens,output_tokens\n374.7,1\n", "t.csv row 1: prompt_tokens is not a whole number"),
+    ("arrival_s,prompt_tokens,output_tokens\n0,5,1\ninf,5,1\n", "t.csv row 2: arrival is not finite"),
 ])
 def test_bad_traces(tmp_path, content, expected):
     f = tmp_path / "t.csv"
@@ -107,6 +111,19 @@ def test_unreadable_binary_jsonl(tmp_path):
     f.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ScenarioError, match="workload.file.path: cannot read trace"):
         load_scenario(with_file({"path": str(f), "format": "jsonl"}))
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("[1, 2, 3]", "t.jsonl line 2: not a JSON object"),
+    ("5", "t.jsonl line 2: not a JSON object"),
+    ('{"prompt_tokens": 5,', "t.jsonl line 2: not JSON"),
+])
+def test_bad_jsonl_lines_name_the_line(tmp_path, line, expected):
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"prompt_tokens": 5, "output_tokens": 1}\n' + line + "\n")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(with_file({"path": str(f), "format": "jsonl"}))
+    assert expected in str(err.value) and len(str(err.value).splitlines()) == 1
 
 
 def test_synthetic_is_seeded_and_shaped():
