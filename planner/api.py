@@ -69,7 +69,8 @@ def solve(
     except InputError:
         raise
     except Exception as exc:  # a method's failure is reported, not raised
-        log.exception("method %s failed", method)
+        log.error("method %s failed: %s: %s", method, type(exc).__name__, exc)
+        log.debug("method %s failed", method, exc_info=True)
         return Result(method, "error", None, wall_s=time.perf_counter() - t0,
                       termination=f"{type(exc).__name__}: {exc}", options=opts)
     wall = time.perf_counter() - t0

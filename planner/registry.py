@@ -10,6 +10,7 @@ A method is a function ``func(instance, **options)`` returning a :class:`Plan` (
 from __future__ import annotations
 
 import importlib
+import math
 import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,9 +48,38 @@ class MethodSpec:
             except (TypeError, ValueError):
                 problems.append(Problem(key, f"bad value for option of method {self.name}",
                                         value))
+                continue
+            why = _out_of_range(key, out[key], self.options[key])
+            if why:
+                problems.append(Problem(key, f"{why} (method {self.name})", value))
         if problems:
             raise OptionError("options", problems)
         return out
+
+
+# counts, sizes and limits that must be positive; shares that must lie in [0, 1]
+POSITIVE_OPTIONS = frozenset({
+    "time_limit", "max_classes", "segments", "max_jobs", "max_units", "max_slots", "mlq_quantum",
+    "block_tokens", "candidates", "prefill_buckets", "decode_buckets", "grid", "resolution",
+    "balance_rel"})
+SHARE_OPTIONS = frozenset({"bisect_min_share", "rel_gap"})
+
+
+def _out_of_range(key: str, value: Any, default: Any) -> str | None:
+    """Why a numeric option value is out of range (None when it is fine): every numeric option
+    is finite and non-negative (unless its default is negative: a sentinel), some positive,
+    shares at most 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not math.isfinite(value):
+        return "must be finite"
+    if key in POSITIVE_OPTIONS and value <= 0:
+        return "must be positive"
+    if value < 0 and not (isinstance(default, (int, float)) and default < 0):
+        return "must not be negative"
+    if key in SHARE_OPTIONS and value > 1:
+        return "must be at most 1"
+    return None
 
 
 def _cast(value: Any, default: Any) -> Any:

@@ -40,6 +40,7 @@ Every setting, its default and its meaning:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -131,8 +132,17 @@ def make_config(scenario_extra: dict | None = None, **overrides: Any) -> ReplayC
             problems.append(Problem(f"simulate.{key}", f"expected one of "
                                     f"{', '.join(_CHOICES[key])}", value))
             continue
-        if key in _POSITIVE and not v > 0:
+        if key in _POSITIVE and not (v > 0 and math.isfinite(v)):
             problems.append(Problem(f"simulate.{key}", "must be positive", value))
+            continue
+        if key == "max_batched_tokens" and v is not None and v < 1:
+            problems.append(Problem(f"simulate.{key}", "must be at least 1 (or none)", value))
+            continue
+        if key == "prefix_cache_tokens" and v is not None and v < 0:
+            problems.append(Problem(f"simulate.{key}", "must be >= 0 (or none)", value))
+            continue
+        if key == "slo" and any(not (x > 0 and math.isfinite(x)) for x in v.values()):
+            problems.append(Problem(f"simulate.{key}", "targets must be positive seconds", value))
             continue
         if key == "long_replicas" and v < 0:
             problems.append(Problem(f"simulate.{key}", "must be >= 0", value))

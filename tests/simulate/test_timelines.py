@@ -129,6 +129,12 @@ def test_bad_setting_is_an_option_error():
         simulate(inst, plan, queue="random")
     with pytest.raises(OptionError, match="simulate.nope"):
         simulate(inst, plan, nope=1)
+    for key, value, expected in (("max_batched_tokens", -5, "must be at least 1"),
+                                 ("prefix_cache_tokens", -1, "must be >= 0"),
+                                 ("slo", {"ttft_s": -1}, "targets must be positive seconds"),
+                                 ("host_bandwidth_gb_s", float("inf"), "must be positive")):
+        with pytest.raises(OptionError, match=f"simulate.{key}: {expected}"):
+            simulate(inst, plan, **{key: value})
 
 
 def test_settings_from_scenario_extra():

@@ -1,0 +1,32 @@
+"""Method options: unknown names, wrong types and out-of-range values are OptionErrors."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.registry import get_method
+from planner.scenario.errors import OptionError
+
+
+@pytest.mark.parametrize(("method", "options", "expected"), [
+    ("cpsat", {"rel_gap": -1}, "rel_gap: must not be negative (method cpsat)"),
+    ("cpsat", {"rel_gap": "2"}, "rel_gap: must be at most 1"),
+    ("cpsat", {"resolution": 0}, "resolution: must be positive"),
+    ("cpsat", {"num_workers": -3}, "num_workers: must not be negative"),
+    ("cpsat", {"bisect_min_share": 5}, "bisect_min_share: must be at most 1"),
+    ("heatmap", {"prefill_buckets": "0"}, "prefill_buckets: must be positive"),
+    ("batch_cpsat", {"segments": 0}, "segments: must be positive"),
+    ("bandwidth_aware", {"weight": -1}, "weight: must not be negative"),
+    ("milp", {"time_limit": "inf"}, "time_limit: must be finite"),
+    ("greedy", {"fast": "maybe"}, "fast: bad value for option of method greedy"),
+])
+def test_out_of_range_options(method, options, expected):
+    with pytest.raises(OptionError) as err:
+        get_method(method).resolve(options)
+    assert expected in str(err.value)
+
+
+def test_in_range_options_and_sentinels_pass():
+    assert get_method("cpsat").resolve({"rel_gap": "0", "num_workers": 0})["rel_gap"] == 0.0
+    assert get_method("prfaas").resolve({"threshold": -1.0})["threshold"] == -1.0  # auto
+    assert get_method("heatmap").resolve({"prefill_buckets": "3"})["prefill_buckets"] == 3
