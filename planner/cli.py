@@ -68,7 +68,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
     check_output(out, "--out")
     result = solve(inst, method=args.method, time_limit=args.time_limit, **_options(args.option))
-    print(f"{args.method}: status {result.status}, objective ({sc.objective}) "
+    batch = result.info.get("batch_objective")
+    what, unit = ((f"batch {batch} of the decode replicas", "s") if batch else
+                  (sc.objective, {"makespan": "s", "cost": "$", "served": "requests"}[sc.objective]))
+    print(f"{args.method}: status {result.status}, objective ({what}, {unit}) "
           f"{_fmt(result.objective)}, bound {_fmt(result.bound)}, gap {_fmt(result.gap)}, "
           f"{result.wall_s:.3f} s" + (f" [{result.termination}]" if result.termination else ""))
     if result.plan is None:
@@ -76,7 +79,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         return 1
     write_json_atomic(out, plan_to_dict(inst, result))
     m = evaluate(inst, result.plan)
-    print(f"plan written to {out}: makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
+    print(f"plan written to {out}: fluid makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
           f"${m.cost:.6g}, served {m.served}, refused {m.refused}")
     return 0
 

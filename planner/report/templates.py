@@ -104,7 +104,7 @@ Peak link utilisation and KV memory-time use are shares of the plan's period
 {% for r in replay_rows %}<tr><td class="name">{{ r.method }}</td>{% for key, header in replay_columns %}<td>{{ r[key] | cell(key) }}</td>{% endfor %}</tr>
 {% endfor %}
 </table>
-<p class="meta">The discrete-event replay of each plan (<code>planner simulate</code>): queues, continuous batching, KV growth, link transfers.</p>
+<p class="meta">The discrete-event replay of each plan (<code>planner simulate</code>): queues, continuous batching, KV growth, link transfers. Its makespan is at least the fluid makespan above, often far more: the fluid figure averages each resource's load over the plan, while in the replay a request decoding D tokens takes D decode steps however idle the fleet is, and arrivals come when they come. Goodput is shown only when the scenario sets an SLO.</p>
 {% endif %}
 {% if replay_charts %}{% for id in replay_charts %}{{ chart(id) }}{% endfor %}
 {% elif data.replay_available %}<p class="note">The replay produced no figures for these plans.</p>

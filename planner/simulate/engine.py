@@ -736,8 +736,8 @@ class Simulator:
         first = f(self.t_first, np.float64)
         status = f([STATUS_NAMES[s] for s in self.status], dtype=object)
         out = f(self.D, np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(out > 1, (done_t - first) / np.maximum(out - 1, 1), 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # TPOT: undefined below 2 tokens
+            tpot = np.where(out > 1, (done_t - first) / np.maximum(out - 1, 1), np.nan)
         tpot = np.where(np.isfinite(done_t), tpot, np.nan)
         decoding = (np.asarray(self.dec) >= 0) & (out > 0)
         requests = {

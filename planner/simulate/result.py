@@ -142,9 +142,11 @@ class Replay:
             "tpot_s": self.latency("tpot_s"),
             "e2e_s": self.latency("e2e_s"),
             "slo": dict(self.config.slo),
-            "goodput": good,
-            "goodput_fraction": good / done if done else 0.0,
-            "goodput_rps": good / self.makespan_s if self.makespan_s > 0 else 0.0,
+            # without an SLO there is no goodput to report (not "100 % within nothing")
+            "goodput": good if self.config.slo else None,
+            "goodput_fraction": (good / done if done else 0.0) if self.config.slo else None,
+            "goodput_rps": (good / self.makespan_s if self.makespan_s > 0 else 0.0)
+            if self.config.slo else None,
             "wall_s": self.wall_s,
             "events": self.events,
         }

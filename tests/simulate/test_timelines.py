@@ -49,6 +49,10 @@ def test_prefill_only_request_completes_at_prefill_end():
     rep = simulate(inst, plan)
     assert _row(rep, 0, "completion_s") == pytest.approx(1.3)
     assert _row(rep, 0, "ttft_s") == pytest.approx(0.3)
+    assert np.isnan(_row(rep, 0, "tpot_s"))  # no gap between output tokens to time
+    s = rep.summary()
+    assert s["tpot_s"]["p50"] is None
+    assert s["goodput"] is None and s["goodput_fraction"] is None  # no SLO, no goodput
 
 
 def _two_dc(sharing):
