@@ -31,6 +31,33 @@ from planner.workload.traces import _group_tokens, read_trace
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "tuple"}
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML without silent overwrites: a key given twice in one mapping is an error."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _DuplicateKey(f"key {key!r} given twice (lines {seen[key]} and {line})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(f"key {k!r} given twice in one object")
+        out[k] = v
+    return out
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Parse a YAML / JSON / TOML file into a mapping, or raise ScenarioError."""
     try:
@@ -42,12 +69,12 @@ def read_document(path: Path) -> dict[str, Any]:
     try:
         suffix = path.suffix.lower()
         if suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicates)
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError, _DuplicateKey) as exc:
         first = " ".join(str(exc).split())
         raise ScenarioError(str(path), [Problem("<file>", f"not valid {suffix[1:] or 'yaml'}: {first}",
                                                 path.name)]) from None

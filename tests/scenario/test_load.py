@@ -185,3 +185,15 @@ def test_explicit_route_overrides_shortest(tmp_path):
     inst = as_instance(load_scenario(d))
     assert inst.pair_links[0 * 2 + 1].tolist() == [0.0, 1.0, 1.0]
     assert inst.route_latency_s[0, 1] == pytest.approx(0.010)
+
+
+@pytest.mark.parametrize(("suffix", "text", "expected"), [
+    (".yaml", "name: a\nname: b\n", "not valid yaml: key 'name' given twice (lines 1 and 2)"),
+    (".json", '{"name": "a", "name": "b"}', "not valid json: key 'name' given twice"),
+])
+def test_duplicate_keys_are_errors(tmp_path, suffix, text, expected):
+    path = tmp_path / f"s{suffix}"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert expected in str(err.value)
