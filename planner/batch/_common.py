@@ -132,6 +132,21 @@ def envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int, int, 
     return du, segs
 
 
+def floor_envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """The relaxation's side of :func:`envelope`: (``floor(D / u)`` units, [(offset, length,
+    demand)]) with each segment demanding the *least* a job holds in it, ``P + a u + 1`` tokens
+    at offset ``a``. A real schedule mapped to units by ``floor(start / unit)`` fits it (see
+    :mod:`planner.batch.cpsat`), so its optimum bounds the real problem from below."""
+    dl = D // u
+    k_eff = max(1, min(K, dl))
+    segs = []
+    for k in range(k_eff if dl else 0):
+        a, b = (k * dl) // k_eff, ((k + 1) * dl) // k_eff
+        if b > a:
+            segs.append((a, b - a, int(P + a * u + 1)))
+    return dl, segs
+
+
 def list_schedule_reserve(job: ReplicaJobs, order: np.ndarray) -> np.ndarray:
     """Strict-order list schedule with whole-decode reservations (K = 1: each job holds P + D from
     its start): start times in seconds, non-decreasing along ``order``. Feasible in every K."""
@@ -237,8 +252,9 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
                       ) -> tuple[list[np.ndarray], list[str], list[float]]:
     """Start times, statuses and bounds per replica: empty replicas are trivially optimal, those
     with more than ``max_jobs`` requests get the FCFS reservation schedule, the rest ``solve``
-    (a discretised model: its own status and bound go to ``job.info``; the replica's bound is the
-    analytical lower bound, and it is optimal only when its schedule meets that bound)."""
+    (a discretised model: its status goes to ``job.info``; ``solve`` returns a bound valid for the
+    real problem, from a relaxation, or 0; the replica's bound is the better of it and the
+    analytical one, and it is optimal only when its schedule meets that bound)."""
     from planner.batch.packers import policy_order  # packers import this module
 
     starts: list[np.ndarray] = []
@@ -256,9 +272,9 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
             # the exact models are discretised (releases and growth rounded up to whole units):
             # restrictions of the replica's problem, so their optimum is a schedule, not a bound.
             # The valid bound is the analytical one; "optimal" only where the schedule meets it.
-            st, model_status, model_bound = solve(job)
-            job.info.update(model_status=model_status, model_bound_s=model_bound)
-            bound = lb
+            st, model_status, valid_bound = solve(job)
+            job.info.update(model_status=model_status)
+            bound = max(lb, valid_bound)
             ends = st + job.D * job.step_s
             got = float(ends.max()) if objective == "makespan" else float(ends.sum())
             status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 else "feasible"
