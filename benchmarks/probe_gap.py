@@ -65,6 +65,25 @@ def capped(inst, items, lp: float, cap: float, solver: str, time_limit: float, s
     return text
 
 
+def min_t_solver(buf, T: int, name: str, integral=lambda j, sp: False):  # noqa: ANN001, ANN201
+    """An OR-Tools linear_solver model of ``buf`` minimising T; ``integral(j, spec)`` picks the
+    integer variables. Returns the solver and its variables."""
+    from ortools.linear_solver import pywraplp
+
+    s = pywraplp.Solver.CreateSolver(name)
+    inf = s.infinity()
+    xs = [(s.IntVar if integral(j, sp) else s.NumVar)(sp.lb, inf if math.isinf(sp.ub) else sp.ub, "")
+          for j, sp in enumerate(buf.vars)]
+    for row in buf.rows:
+        ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
+                             inf if math.isinf(row.hi) else row.hi, "")
+        for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
+            ct.SetCoefficient(xs[i], c)
+    s.Objective().SetCoefficient(xs[T], 1.0)
+    s.Objective().SetMinimization()
+    return s, xs
+
+
 def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: float) -> list[str]:
     from ortools.linear_solver import pywraplp
 
@@ -86,17 +105,8 @@ def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: f
     out = []
     for k in ks:
         integral = set(order[:k].tolist())
-        s = pywraplp.Solver.CreateSolver("SCIP")
-        inf = s.infinity()
-        xs = [(s.IntVar if (sp.integer and owner.get(j, -1) in integral) else s.NumVar)(
-            sp.lb, inf if math.isinf(sp.ub) else sp.ub, "") for j, sp in enumerate(buf.vars)]
-        for row in buf.rows:
-            ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
-                                 inf if math.isinf(row.hi) else row.hi, "")
-            for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
-                ct.SetCoefficient(xs[i], c)
-        s.Objective().SetCoefficient(xs[v.T], 1.0)
-        s.Objective().SetMinimization()
+        s, _ = min_t_solver(buf, v.T, "SCIP",
+                            lambda j, sp, integral=integral: sp.integer and owner.get(j, -1) in integral)
         s.SetTimeLimit(int(time_limit * 1000))
         p = pywraplp.MPSolverParameters()
         p.SetDoubleParam(p.RELATIVE_MIP_GAP, 1e-6)
@@ -113,7 +123,6 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
     """LP diving: fix the heaviest requests (rank ``share``), ``step`` at a time, to their largest
     LP share (prefill and decode cluster), re-solving the LP (GLOP) after each step, until
     ``free`` remain; then solve the rest exactly with CP-SAT (min T, 2 workers)."""
-    from ortools.linear_solver import pywraplp
 
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
@@ -125,16 +134,7 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
     buf = RowBuffer()
     v = model.build(buf, float("inf"))
     t0 = time.perf_counter()
-    s = pywraplp.Solver.CreateSolver("GLOP")
-    inf = s.infinity()
-    xs = [s.NumVar(sp.lb, inf if math.isinf(sp.ub) else sp.ub, "") for sp in buf.vars]
-    for row in buf.rows:
-        ct = s.RowConstraint(-inf if math.isinf(row.lo) else row.lo,
-                             inf if math.isinf(row.hi) else row.hi, "")
-        for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True):
-            ct.SetCoefficient(xs[i], c)
-    s.Objective().SetCoefficient(xs[v.T], 1.0)
-    s.Objective().SetMinimization()
+    s, xs = min_t_solver(buf, v.T, "GLOP")
     s.Solve()
     fixed: dict[int, float] = {}
     todo = np.argsort(-size)[: max(0, items.n - free)].tolist()

@@ -171,6 +171,7 @@ class Metrics:
     link_load_s: np.ndarray
     extra: dict[str, Any] = field(default_factory=dict)
     kv_misfits: int = 0  # requests decoded where one replica cannot hold their KV
+    has_horizon: bool = False
 
     @property
     def problems(self) -> list[str]:
@@ -181,9 +182,9 @@ class Metrics:
         if self.kv_misfits:
             out.append(f"{self.kv_misfits} request(s) decoded on a cluster whose replica cannot "
                        "hold their KV (prompt + output tokens)")
-        if self.refused and self.objective_name != "served":
-            out.append(f"it refuses {self.refused} request(s); the {self.objective_name} objective "
-                       "serves every request")
+        if self.refused and not (self.objective_name == "served" and self.has_horizon):
+            out.append(f"it refuses {self.refused} request(s); only the served objective with a "
+                       "horizon refuses requests")
         return out
 
     @property
@@ -297,4 +298,5 @@ def evaluate_arrays(inst: Instance, plan: Plan, check: bool = True) -> Metrics:
         cluster_names=inst.cluster_names, prefill_s=prefill_s, decode_s=decode_s, load_s=load,
         memory_time=mem, memory_load_s=mem_load, used=used, link_names=inst.link_names,
         link_bytes=lbytes, link_load_s=lload, kv_misfits=misfits,
+        has_horizon=inst.horizon_s is not None,
     )

@@ -100,5 +100,6 @@ def test_refusing_under_makespan_is_not_a_solution():
     sc_inst = as_instance(load_scenario(make_scenario([{"name": "m"}], [{"prompt_tokens": 1000}] * 2)))
     m = evaluate_arrays(sc_inst, Plan([0, -1], [-1, -1]))
     assert m.makespan_s == 1.0 and not m.feasible
-    assert m.problems == ["it refuses 1 request(s); the makespan objective serves every request"]
+    assert m.problems == ["it refuses 1 request(s); only the served objective with a horizon "
+                          "refuses requests"]
     assert evaluate_arrays(sc_inst, Plan([0, 0], [-1, -1])).feasible

@@ -123,6 +123,21 @@ def request_loads(inst: Instance, plan: Plan) -> dict[str, np.ndarray]:
     return {"compute": comp, "memory": mem, "link": link}
 
 
+def unplaceable_result(inst: Instance, method: str, history: list, info: dict[str, Any]
+                       ) -> Result | None:
+    """The ``infeasible`` result when some request fits no decode cluster's KV and the
+    objective may not refuse it (only ``served`` with a horizon refuses); None otherwise."""
+    big = unplaceable(inst)
+    if not big.size or (inst.objective == "served" and inst.horizon_s is not None):
+        return None
+    r = int(big[0])
+    return Result(method, "infeasible", None, termination=(
+        f"{big.size} request(s) fit no decode cluster: {inst.ids[r]} needs "
+        f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} KV tokens, the largest replica "
+        f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
+        "; only the served objective with a horizon may refuse them"), history=history, info=info)
+
+
 def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     if not name or name.lower() == "none":
         return None, "none"
@@ -135,8 +150,9 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     if inst.objective == "served" and inst.horizon_s is not None and not feasible(inst, plan):
         plan = repair_for_horizon(inst, refuse_misfits(inst, plan))
         return plan, f"{name} (refusals added to fit the horizon and the KV capacities)"
-    if not feasible(inst, plan):
-        return None, f"{name}: exceeds the horizon, not used"
+    problems = evaluate_arrays(inst, plan, check=False).problems
+    if problems:
+        return None, f"{name}: not used ({'; '.join(problems)})"
     return plan, name
 
 
@@ -231,15 +247,9 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if inst.n_requests == 0:
         plan = Plan.refuse_all(0)
         return Result(method, "optimal", plan, 0.0, 0.0, 0.0, termination="no requests", info=info)
-    big = unplaceable(inst)
-    if big.size and not (inst.objective == "served" and inst.horizon_s is not None):
-        r = int(big[0])
-        return Result(method, "infeasible", None, termination=(
-            f"{big.size} request(s) fit no decode cluster: {inst.ids[r]} needs "
-            f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} KV tokens, the largest replica "
-            f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
-            "; only the served objective (with a horizon) may refuse them"), history=history,
-            info=info)
+    bad = unplaceable_result(inst, method, history, info)
+    if bad is not None:
+        return bad
 
     t0 = time.perf_counter()
     items = request_items(inst)
@@ -251,9 +261,13 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if (opts.get("improve", True) and inst.objective == "makespan" and items.n_blocks == 0):
         t_imp = time.perf_counter()
+        plain = warm
         warm = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
                               min(5.0, 0.08 * time_limit), int(opts.get("seed", 0)), info)
         info["improve_s"] = time.perf_counter() - t_imp
+        if warm is not None and not feasible(inst, warm):  # never start from a plan the model bars
+            info["improved_objective"] = None
+            warm = plain
         if warm is not None:
             history.append((time.perf_counter() - t_start, info["improved_objective"], db["bound"]))
     info["prep_s"] = time.perf_counter() - t0  # requests, LP bound, local search

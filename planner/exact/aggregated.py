@@ -27,7 +27,15 @@ import numpy as np
 
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import Items, PlacementModel, per_token_rates, shared_blocks
-from planner.exact._run import COMMON, account, better, feasible, warm_plan, workers
+from planner.exact._run import (
+    COMMON,
+    account,
+    better,
+    feasible,
+    unplaceable_result,
+    warm_plan,
+    workers,
+)
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays
@@ -256,6 +264,9 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
     info: dict[str, Any] = {"rel_gap": float(opts.get("rel_gap", COMMON["rel_gap"]))}
     history: list[tuple[float, float | None, float | None]] = []
+    bad = unplaceable_result(inst, "aggregated", history, info)
+    if bad is not None:
+        return bad
     warm, note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
     warm_obj = evaluate_arrays(inst, warm).objective if warm is not None else None
     info.update(warm_start=note, warm_start_objective=warm_obj)

@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from planner.exact._model import PlacementModel
+from planner.metrics import kv_fits
 from planner.plan import Plan
 
 
@@ -36,7 +37,9 @@ def _contributions(model: PlacementModel) -> tuple[np.ndarray, list[tuple[int, i
             out[sel, j, p] = it.pre[sel, p]
             ok[sel, j] = True
             continue
-        sel = it.has_dec
+        sel = it.has_dec.copy()
+        if it.need_tokens is not None:  # only where the request's KV fits the replica
+            sel &= kv_fits(inst, it.need_tokens, d)
         out[sel, j, p] += it.pre[sel, p]
         out[sel, j, d] += it.dec[sel, d]
         out[sel, j, c + d] += it.mem[sel, d]
@@ -62,6 +65,8 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     cur = np.array([index.get((int(p), int(d) if it.has_dec[i] else -1), int(fallback[i]))
                     for i, (p, d) in enumerate(zip(plan.prefill, plan.decode, strict=True))])
     rows = np.arange(n)
+    off = ~ok[rows, cur]  # a start on a pair the request may not use (its KV does not fit)
+    cur[off] = fallback[off]
     load = cont[rows, cur].sum(axis=0)
     big = np.where(ok, 0.0, np.inf)
 

@@ -39,8 +39,13 @@ class _StrictLoader(yaml.SafeLoader):
     """YAML without silent overwrites: a key given twice in one mapping is an error."""
 
     def construct_mapping(self, node, deep=False):  # noqa: ANN001, ANN201
+        # the mapping's own keys only: a key merged in from an anchor (<<: *card) may be
+        # overridden; non-scalar keys are left to the base class's own error
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node,
+                                                                           yaml.ScalarNode):
+                continue
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key in seen:

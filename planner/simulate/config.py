@@ -125,7 +125,7 @@ def make_config(scenario_extra: dict | None = None, **overrides: Any) -> ReplayC
             continue
         try:
             v = _cast(key, value, known[key])
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             problems.append(Problem(f"simulate.{key}", f"bad value {exc}".strip(), value))
             continue
         if key in _CHOICES and v not in _CHOICES[key]:

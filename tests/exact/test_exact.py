@@ -331,3 +331,33 @@ def test_lp_value_bounds_prefix_instances_where_the_duals_fall_short():
     assert parts["lp_duals"] < parts["lp_value"] * (1 - 1e-3)
     assert res.info["domain_bound_by"] == "lp_value"
     assert parts["lp_value"] <= res.objective
+
+
+def test_local_search_start_respects_kv_fit(method):
+    # decode A1, A2 at 100 tok/s (1 GB) and B at 1000 tok/s but 1000 tokens of KV: the three
+    # 1500 + 100 token requests only fit A1 and A2, so two share one of them: 2 x 1.0 s = 2.0.
+    # (The local search used to move one to the fast B, 0.1 s, a plan the replay cannot run.)
+    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 100000.0},
+                {"name": "a1", "role": "decode", "max_batch_size": 1},
+                {"name": "a2", "role": "decode", "max_batch_size": 1},
+                {"name": "b", "role": "decode", "max_batch_size": 1, "decode_tokens_per_s": 1000.0,
+                 "kv_capacity_gb": 0.001}]
+    inst = instance(clusters, [{"prompt_tokens": 1500, "output_tokens": 100}] * 3)
+    res = run(inst, method)
+    assert res.status == "optimal" and res.objective == pytest.approx(2.0, rel=1e-9)
+    assert evaluate_arrays(inst, res.plan).kv_misfits == 0
+
+
+def test_request_no_cluster_holds_without_a_horizon(method):
+    # served without a horizon does not refuse: a request that fits no decode cluster makes the
+    # problem infeasible for every exact method, and a plan refusing it is not a solution
+    clusters = [{"name": "p", "role": "prefill"}, {"name": "d", "role": "decode", "kv_capacity_gb": 0.001}]
+    inst = instance(clusters, [{"prompt_tokens": 500, "output_tokens": 10},
+                               {"prompt_tokens": 2000, "output_tokens": 10}], objective="served")
+    for name in (method, "aggregated"):
+        res = run(inst, name)
+        assert res.status == "infeasible" and res.plan is None, name
+        assert "only the served objective with a horizon may refuse them" in res.termination
+    m = evaluate_arrays(inst, Plan([0, -1], [1, -1]))
+    assert m.problems == ["it refuses 1 request(s); only the served objective with a horizon "
+                          "refuses requests"]

@@ -197,3 +197,24 @@ def test_duplicate_keys_are_errors(tmp_path, suffix, text, expected):
     with pytest.raises(ScenarioError) as err:
         load_scenario(path)
     assert expected in str(err.value)
+
+
+def test_yaml_anchors_and_merge_keys_still_load(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("""\
+name: merged
+model: {kv_bytes_per_token: 1000}
+extra:
+  card: &card {prefill_tokens_per_s: 1000, decode_tokens_per_s: 100, kv_capacity_gb: 1,
+               max_batch_size: 4, cost_per_hour: 1, replicas: 1}
+datacenters:
+  - name: a
+    clusters:
+      - {<<: *card, name: p, role: prefill, replicas: 2}
+      - {<<: *card, name: d, role: decode}
+workload:
+  requests: [{id: r0, prompt_tokens: 10, output_tokens: 2}]
+""")
+    sc = load_scenario(path)
+    assert [c.replicas for c in sc.clusters] == [2, 1]  # a merged key may be overridden
+    assert sc.clusters[0].role == "prefill"

@@ -136,7 +136,8 @@ def test_bad_setting_is_an_option_error():
     for key, value, expected in (("max_batched_tokens", -5, "must be at least 1"),
                                  ("prefix_cache_tokens", -1, "must be >= 0"),
                                  ("slo", {"ttft_s": -1}, "targets must be positive seconds"),
-                                 ("host_bandwidth_gb_s", float("inf"), "must be positive")):
+                                 ("host_bandwidth_gb_s", float("inf"), "must be positive"),
+                                 ("max_batched_tokens", float("inf"), "bad value")):
         with pytest.raises(OptionError, match=f"simulate.{key}: {expected}"):
             simulate(inst, plan, **{key: value})
 
