@@ -59,7 +59,7 @@ def relaxed_bound(job: ReplicaJobs, objective: str, K: int, u: int, time_limit: 
     from ortools.sat.python import cp_model
 
     unit_s = u * job.step_s
-    rel = np.floor(job.release_s / unit_s + 1e-9).astype(np.int64)
+    rel = np.floor(job.release_s / unit_s).astype(np.int64)  # no tolerance: never rounds up
     n = len(job)
     horizon = int(rel.max() + sum(int(d) // u for d in job.D) + 1)
     m = cp_model.CpModel()
