@@ -66,14 +66,17 @@ def test_bandwidth_binds(method):
     assert m.link_load_s[0] == pytest.approx(10.0)
 
 
+# a prefill cluster and two decode clusters holding 1 MB and 2 MB of KV per replica
+MEMORY_CLUSTERS = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 4000.0},
+                   {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001},
+                   {"name": "d1", "role": "decode", "kv_capacity_gb": 0.002}]
+
+
 def test_memory_time_binds(method):
     # per request KV memory-time 1000 B * (900 + 50) * 100 tok * 0.04 s = 3.8e6 B s: 3.8 s on
     # d0 (1 MB, exactly the 1000 tokens a request holds at its end), 1.9 s on d1 (2 MB). Four
     # requests: 1 on d0 and 3 on d1 gives max(3.8, 5.7).
-    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 4000.0},
-                {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001},
-                {"name": "d1", "role": "decode", "kv_capacity_gb": 0.002}]
-    inst = instance(clusters, [{"prompt_tokens": 900, "output_tokens": 100}] * 4)
+    inst = instance(MEMORY_CLUSTERS, [{"prompt_tokens": 900, "output_tokens": 100}] * 4)
     res = run(inst, method)
     assert res.status == "optimal"
     assert res.objective == pytest.approx(5.7, rel=1e-9)
@@ -84,10 +87,7 @@ def test_kv_that_fits_no_replica_of_a_cluster_keeps_requests_off_it(method):
     # 1000 + 100 tokens = 1.1 MB of KV at the end: more than a replica of d0 holds (1 MB), so
     # all four decode on d1: 4 x 4.2e6 B s / 2 MB = 8.4 s (the fluid model alone would put one
     # on d0 for 6.3 s, a plan the replay cannot run)
-    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 4000.0},
-                {"name": "d0", "role": "decode", "kv_capacity_gb": 0.001},
-                {"name": "d1", "role": "decode", "kv_capacity_gb": 0.002}]
-    inst = instance(clusters, [{"prompt_tokens": 1000, "output_tokens": 100}] * 4)
+    inst = instance(MEMORY_CLUSTERS, [{"prompt_tokens": 1000, "output_tokens": 100}] * 4)
     res = run(inst, method)
     assert res.status == "optimal" and res.objective == pytest.approx(8.4, rel=1e-9)
     assert (res.plan.decode == 2).all()
