@@ -9,11 +9,23 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # no inf/NaN anywhere
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """``replicas: true`` is a mistake, not 1 (pydantic would take it as 1)."""
+        if isinstance(data, dict):
+            for name, f in cls.model_fields.items():
+                ann = str(f.annotation)
+                if isinstance(data.get(name), bool) and ("int" in ann or "float" in ann) \
+                        and "bool" not in ann.lower():
+                    raise ValueError(f"{name} must be a number, not {data[name]!r}")
+        return data
 
 
 PositiveFloat = Field(default=None, gt=0)
@@ -85,6 +97,12 @@ class LengthSpec(_Spec):
     min: int = Field(default=0, ge=0)
     max: int = Field(default=1_000_000, gt=0)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthSpec:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
 
 class PrefixSpec(_Spec):
     groups: int = Field(gt=0)
@@ -101,6 +119,13 @@ class SyntheticSpec(_Spec):
     output: LengthSpec = Field(default_factory=lambda: LengthSpec(median=256, sigma=1.0))
     prefix: PrefixSpec | None = None
     origin: str | dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _prefix_fits(self) -> SyntheticSpec:
+        if self.prefix is not None and self.prefix.tokens > self.prompt.max:
+            raise ValueError(f"prefix.tokens {self.prefix.tokens} is above prompt.max "
+                             f"{self.prompt.max}: the prompts would exceed their maximum")
+        return self
 
 
 class WorkloadSpec(_Spec):
@@ -127,7 +152,7 @@ class ScenarioSpec(_Spec):
     model: str | dict[str, Any]
     objective: Literal["makespan", "cost", "served"] = "makespan"
     horizon_s: float | None = Field(default=None, gt=0)
-    prefix_caching: bool = False
+    prefix_caching: StrictBool = False
     datacenters: list[DatacenterSpec] = Field(min_length=1)
     links: list[LinkSpec] = Field(default_factory=list)
     routes: list[RouteSpec] = Field(default_factory=list)

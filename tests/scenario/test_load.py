@@ -218,3 +218,21 @@ workload:
     sc = load_scenario(path)
     assert [c.replicas for c in sc.clusters] == [2, 1]  # a merged key may be overridden
     assert sc.clusters[0].role == "prefill"
+
+
+def test_booleans_are_not_numbers_and_words_are_not_booleans(tmp_path):
+    d = copy.deepcopy(base())
+    d["datacenters"][0]["clusters"][0]["replicas"] = True
+    assert "replicas must be a number, not True" in problem(d, tmp_path)
+    d = copy.deepcopy(base())
+    d["prefix_caching"] = "yes"
+    assert "prefix_caching: Input should be a valid boolean ('yes')" in problem(d, tmp_path)
+
+
+def test_synthetic_lengths_are_consistent(tmp_path):
+    d = copy.deepcopy(base())
+    d["workload"] = {"synthetic": {"count": 5, "prompt": {"median": 100, "min": 5000, "max": 2000}}}
+    assert "min 5000 is above max 2000" in problem(d, tmp_path)
+    d["workload"] = {"synthetic": {"count": 5, "prompt": {"median": 100, "max": 2000},
+                                   "prefix": {"groups": 2, "tokens": 100000}}}
+    assert "prefix.tokens 100000 is above prompt.max 2000" in problem(d, tmp_path)
