@@ -30,3 +30,18 @@ def test_in_range_options_and_sentinels_pass():
     assert get_method("cpsat").resolve({"rel_gap": "0", "num_workers": 0})["rel_gap"] == 0.0
     assert get_method("prfaas").resolve({"threshold": -1.0})["threshold"] == -1.0  # auto
     assert get_method("heatmap").resolve({"prefill_buckets": "3"})["prefill_buckets"] == 3
+
+
+def test_method_names_in_options_name_the_option():
+    from factory import SCENARIOS
+
+    from planner import load_scenario, solve
+    from planner.api import as_instance
+
+    inst = as_instance(load_scenario(SCENARIOS / "quickstart.yaml"))
+    with pytest.raises(OptionError, match=r"options: warm_start: unknown method \(known: "):
+        solve(inst, "cpsat", warm_start="nosuch", time_limit=1)
+    with pytest.raises(OptionError, match=r"options: placement: unknown method"):
+        solve(inst, "batch_fcfs", placement="nosuch")
+    with pytest.raises(OptionError, match=r"options: placement: must be a placement method"):
+        solve(inst, "batch_fcfs", placement="batch_sjf")

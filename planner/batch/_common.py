@@ -30,6 +30,7 @@ from planner.instance import Instance
 from planner.metrics import prefill_seconds
 from planner.plan import Plan, Result, relative_gap
 from planner.registry import get_method
+from planner.scenario.errors import InputError, OptionError, Problem
 
 
 @dataclass
@@ -66,8 +67,13 @@ def placement(inst: Instance, method: str, time_limit: float | None) -> Plan:
     from planner.api import solve
 
     if method.startswith("batch_"):
-        raise ValueError("the placement of a batch method must be a placement method")
-    get_method(method)
+        raise OptionError("options", [Problem("placement", "must be a placement method, not a "
+                                              "batch method", method)])
+    try:
+        get_method(method)
+    except InputError as exc:
+        raise OptionError("options", [Problem("placement", p.message, p.given)
+                                      for p in exc.problems]) from None
     res = solve(inst, method=method, time_limit=time_limit)
     if res.plan is None:
         raise RuntimeError(f"placement method {method} found no plan ({res.termination})")

@@ -19,6 +19,7 @@ from planner.exact.bounds import domain_bound
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays, kv_fits
 from planner.plan import Plan, Result, relative_gap
+from planner.scenario.errors import InputError, OptionError, Problem
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,12 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
         return None, "none"
     from planner.registry import get_method
 
-    out = get_method(name).func(inst)
+    try:
+        spec = get_method(name)
+    except InputError as exc:
+        raise OptionError("options", [Problem("warm_start", p.message, p.given)
+                                      for p in exc.problems]) from None
+    out = spec.func(inst)
     plan = out if isinstance(out, Plan) else getattr(out, "plan", None)
     if plan is None:
         return None, f"{name}: no plan"

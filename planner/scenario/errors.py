@@ -27,6 +27,8 @@ def format_path(loc: Sequence[Any]) -> str:
 def _show(value: Any) -> str:
     if value is MISSING:
         return "missing"
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
+        value = value.item()
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

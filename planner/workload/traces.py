@@ -36,7 +36,7 @@ class TraceError(Exception):
 def _read_frame(path: Path, fmt: str, where: str) -> pd.DataFrame:
     try:
         if fmt in ("azure", "csv"):
-            return pd.read_csv(path)
+            return pd.read_csv(path, index_col=False)  # a row with extra fields is an error
         rows = []
         with open(path, encoding="utf-8") as fh:
             for k, line in enumerate(fh, start=1):

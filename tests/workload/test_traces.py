@@ -96,6 +96,8 @@ def test_plain_jsonl(tmp_path):
     ("prompt_tokens,output_tokens\n5,inf\n", "t.csv row 1: output_tokens is above 1,000,000,000"),
     ("prompt_tokens,output_tokens\n374.7,1\n", "t.csv row 1: prompt_tokens is not a whole number"),
     ("arrival_s,prompt_tokens,output_tokens\n0,5,1\ninf,5,1\n", "t.csv row 2: arrival is not finite"),
+    ("prompt_tokens,output_tokens\n5,1\n6,2,3\n", "cannot read trace: Error tokenizing data. C error: "
+     "Expected 2 fields in line 3, saw 3"),
 ])
 def test_bad_traces(tmp_path, content, expected):
     f = tmp_path / "t.csv"
@@ -104,6 +106,7 @@ def test_bad_traces(tmp_path, content, expected):
     with pytest.raises(ScenarioError) as err:
         load_scenario(with_file({"path": str(f), "format": "csv"}))
     assert expected in str(err.value)
+    assert "np." not in str(err.value)  # values shown as the file has them, not numpy reprs
 
 
 def test_unreadable_binary_jsonl(tmp_path):
