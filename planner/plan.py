@@ -142,6 +142,10 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
             problems.append(Problem(f"requests[{k}].id", "no such request in the scenario",
                                     row["id"]))
             continue
+        if pre[i] != -2:
+            problems.append(Problem(f"requests[{k}].id", "request given twice in the plan",
+                                    row["id"]))
+            continue
         for key, arr in (("prefill", pre), ("decode", dec)):
             name = row.get(key)
             if name is None:

@@ -29,6 +29,9 @@ def test_plan_from_dict_names_unknown_things(contract_scenario):
         plan_from_dict({"requests": [{"id": "zz", "prefill": "ep", "decode": "wd"}]}, inst)
     with pytest.raises(PlanError, match=r"requests\[0\].decode: unknown cluster"):
         plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "mars"}]}, inst)
+    with pytest.raises(PlanError, match=r"requests\[1\].id: request given twice in the plan"):
+        plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "wd"},
+                                     {"id": "r1", "prefill": None, "decode": None}]}, inst)
     with pytest.raises(PlanError, match="2 requests of the scenario have no entry"):
         plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "wd"}]}, inst)
 

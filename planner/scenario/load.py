@@ -266,12 +266,23 @@ def _build(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Scena
 
     graph = build_graph(dcs, links)
     routes: list[tuple[str, ...]] = []
+    ends: dict[tuple[str, str], int] = {}
     for i, r in enumerate(spec.routes):
         bad = False
         for k, node in enumerate(r.path):
             if node not in dcs:
                 problems.append(Problem(f"routes[{i}].path[{k}]", "unknown datacenter", node))
                 bad = True
+            elif node in r.path[:k]:
+                problems.append(Problem(f"routes[{i}].path[{k}]", "a route visits a datacenter "
+                                        "once (no cycles)", node))
+                bad = True
+        if r.path and (r.path[0], r.path[-1]) in ends:
+            problems.append(Problem(f"routes[{i}].path", f"a second route from {r.path[0]} to "
+                                    f"{r.path[-1]} (routes[{ends[(r.path[0], r.path[-1])]}])", r.path))
+            bad = True
+        elif r.path:
+            ends[(r.path[0], r.path[-1])] = i
         if not bad:
             for k, (u, v) in enumerate(zip(r.path[:-1], r.path[1:], strict=True)):
                 if not graph.has_edge(u, v):

@@ -103,6 +103,10 @@ CASES = {
                         "datacenters[0].clusters[0].replicas: Input should be less than or equal"),
     "huge hash": (lambda d: d["workload"]["requests"][0].update(prefix=[1, 10**23]),
                   "workload.requests[0].prefix: a block chain must hold 64-bit integer hashes"),
+    "cyclic route": (lambda d: d.update(routes=[{"path": ["east", "west", "east", "west"]}]),
+                     "routes[0].path[2]: a route visits a datacenter once (no cycles) ('east')"),
+    "two routes for a pair": (lambda d: d.update(routes=[{"path": ["east", "west"]}] * 2),
+                              "routes[1].path: a second route from east to west (routes[0])"),
     "no card and no speed": (lambda d: d["datacenters"][0]["clusters"][0].pop("accelerator"),
                              "datacenters[0].clusters[0].prefill_tokens_per_s: required when"),
 }
