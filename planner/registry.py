@@ -57,6 +57,14 @@ class MethodSpec:
         return out
 
 
+# options that take one of a few words, wherever a method has them
+CHOICE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "objective": ("makespan", "mean_completion"),  # batch methods
+    "style": ("llmd", "dynamo"),  # cache_aware
+    "load": ("requests", "seconds"),  # dist_sched
+    "cost": ("latency", "load"),  # heatmap, dist_sched
+    "mode": ("lp", "milp"),  # aggregated
+}
 # counts, sizes and limits that must be positive; shares that must lie in [0, 1]
 POSITIVE_OPTIONS = frozenset({
     "time_limit", "max_classes", "segments", "max_jobs", "max_units", "max_slots", "mlq_quantum",
@@ -69,6 +77,9 @@ def _out_of_range(key: str, value: Any, default: Any) -> str | None:
     """Why a numeric option value is out of range (None when it is fine): every numeric option
     is finite and non-negative (unless its default is negative: a sentinel), some positive,
     shares at most 1."""
+    if key in CHOICE_OPTIONS and isinstance(value, str):
+        return None if value in CHOICE_OPTIONS[key] else \
+            f"expected one of {', '.join(CHOICE_OPTIONS[key])}"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if not math.isfinite(value):

@@ -45,3 +45,26 @@ def test_method_names_in_options_name_the_option():
         solve(inst, "batch_fcfs", placement="nosuch")
     with pytest.raises(OptionError, match=r"options: placement: must be a placement method"):
         solve(inst, "batch_fcfs", placement="batch_sjf")
+
+
+@pytest.mark.parametrize(("method", "options", "expected"), [
+    ("heatmap", {"cost": "fast"}, "cost: expected one of latency, load (method heatmap)"),
+    ("cache_aware", {"style": "foo"}, "style: expected one of llmd, dynamo"),
+    ("dist_sched", {"load": "foo"}, "load: expected one of requests, seconds"),
+    ("batch_cpsat", {"objective": "foo"}, "objective: expected one of makespan, mean_completion"),
+    ("aggregated", {"mode": "foo"}, "mode: expected one of lp, milp"),
+])
+def test_word_options_are_checked_up_front(method, options, expected):
+    with pytest.raises(OptionError) as err:
+        get_method(method).resolve(options)
+    assert expected in str(err.value)
+
+
+def test_unavailable_ortools_solver_is_an_option_error():
+    from factory import SCENARIOS
+
+    from planner import load_scenario, solve
+
+    with pytest.raises(OptionError, match="solver: OR-Tools cannot use this solver here"):
+        solve(load_scenario(SCENARIOS / "quickstart.yaml"), "milp_ortools", solver="NOSUCH",
+              time_limit=1)

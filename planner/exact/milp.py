@@ -9,6 +9,7 @@ from planner.exact._run import COMMON, run_exact
 from planner.instance import Instance
 from planner.plan import Result
 from planner.registry import register
+from planner.scenario.errors import OptionError, Problem
 
 
 @register("milp", "exact MILP of the placement model through PuLP (CBC by default; "
@@ -34,6 +35,14 @@ def milp_ortools(inst: Instance, **opts: Any) -> Result:
     from planner.exact._backends.ortools_mip import solve_linear_solver
 
     solver = str(opts.get("solver", "SCIP"))
+    if solver.upper() not in ("SCIP", "HIGHS", "CBC", "CP_SAT"):
+        # the MIP solvers OR-Tools ships with; a commercial one needs its own library
+        from ortools.linear_solver import pywraplp
+
+        if pywraplp.Solver.CreateSolver(solver.upper()) is None:
+            raise OptionError("options", [Problem(
+                "solver", "OR-Tools cannot use this solver here (it ships SCIP, HIGHS, CBC)",
+                solver)])
 
     def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
         return solve_linear_solver(buf, obj, T, hint, solver=solver, **kw)
