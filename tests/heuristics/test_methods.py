@@ -90,4 +90,5 @@ def test_options_from_cli_strings_and_unknown_options():
         solve(sc, "dist_sched", balance_absolute=5)
     with pytest.raises(OptionError):
         solve(sc, "greedy", fast="maybe")
-    assert solve(sc, "cache_aware", style="nope").status == "error"
+    with pytest.raises(OptionError, match="style: expected one of llmd, dynamo"):
+        solve(sc, "cache_aware", style="nope")  # checked before the method runs
