@@ -61,7 +61,9 @@ def relaxed_bound(job: ReplicaJobs, objective: str, K: int, u: int, time_limit: 
     unit_s = u * job.step_s
     rel = np.floor(job.release_s / unit_s).astype(np.int64)  # no tolerance: never rounds up
     n = len(job)
-    horizon = int(rel.max() + sum(int(d) // u for d in job.D) + 1)
+    # an optimal real schedule never idles after the last release, so it ends by max release +
+    # the sum of decodes: in units at most this (ceil, so that the domains never cut it off)
+    horizon = int(rel.max() + sum(-(-int(d) // u) for d in job.D) + 1)
     m = cp_model.CpModel()
     ends, segs, dem, mains = [], [], [], []
     for j in range(n):
