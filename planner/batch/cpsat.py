@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -46,6 +47,46 @@ def unit_grid(job: ReplicaJobs, max_units: int) -> tuple[int, np.ndarray, int, n
     return u, rel_u, horizon, fcfs
 
 
+def _replica_model(job: ReplicaJobs, objective: str, rel: np.ndarray, horizon: int,
+                   shape: Callable[[int, int], tuple[int, list[tuple[int, int, int]]]],
+                   time_limit: float, workers: int, seed: int, hint: np.ndarray | None = None):
+    """Solve one replica's CP-SAT model: per job a start in ``[rel, horizon - duration]``, an
+    interval of its duration in the batch-size cumulative and its KV segments in the capacity
+    cumulative, both from ``shape(P, D) -> (units, [(offset, length, tokens)])``; minimise the
+    last end or the sum of ends. Returns (solver, status code, start variables)."""
+    from ortools.sat.python import cp_model
+
+    m = cp_model.CpModel()
+    starts, ends, segs, dem, mains = [], [], [], [], []
+    for j in range(len(job)):
+        du, pieces = shape(int(job.P[j]), int(job.D[j]))
+        s = m.NewIntVar(int(rel[j]), horizon - du, f"s{j}")
+        starts.append(s)
+        ends.append(s + du)
+        if du:
+            mains.append(m.NewFixedSizeIntervalVar(s, du, f"i{j}"))
+        for k, (a, ln, d) in enumerate(pieces):
+            segs.append(m.NewFixedSizeIntervalVar(s + a, ln, f"i{j}_{k}"))
+            dem.append(d)
+        if hint is not None:
+            m.AddHint(s, int(hint[j]))
+    if segs:
+        m.AddCumulative(segs, dem, job.cap_tokens)
+    if mains:
+        m.AddCumulative(mains, [1] * len(mains), job.bcap)
+    if objective == "makespan":
+        cmax = m.NewIntVar(0, horizon, "cmax")
+        m.AddMaxEquality(cmax, ends)
+        m.Minimize(cmax)
+    else:
+        m.Minimize(sum(ends))
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.1, time_limit)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    return solver, solver.Solve(m), starts
+
+
 def relaxed_bound(job: ReplicaJobs, objective: str, K: int, u: int, time_limit: float,
                   workers: int, seed: int) -> float:
     """A lower bound of the replica's real problem (seconds; summed for mean_completion): CP-SAT
@@ -60,36 +101,12 @@ def relaxed_bound(job: ReplicaJobs, objective: str, K: int, u: int, time_limit: 
 
     unit_s = u * job.step_s
     rel = np.floor(job.release_s / unit_s).astype(np.int64)  # no tolerance: never rounds up
-    n = len(job)
     # an optimal real schedule never idles after the last release, so it ends by max release +
     # the sum of decodes: in units at most this (ceil, so that the domains never cut it off)
     horizon = int(rel.max() + sum(-(-int(d) // u) for d in job.D) + 1)
-    m = cp_model.CpModel()
-    ends, segs, dem, mains = [], [], [], []
-    for j in range(n):
-        dl, pieces = floor_envelope(int(job.P[j]), int(job.D[j]), u, K)
-        s = m.NewIntVar(int(rel[j]), horizon, f"s{j}")
-        ends.append(s + dl)
-        if dl:
-            mains.append(m.NewFixedSizeIntervalVar(s, dl, f"i{j}"))
-        for a, ln, d in pieces:
-            segs.append(m.NewFixedSizeIntervalVar(s + a, ln, f"i{j}_{a}"))
-            dem.append(d)
-    if segs:
-        m.AddCumulative(segs, dem, job.cap_tokens)
-    if mains:
-        m.AddCumulative(mains, [1] * len(mains), job.bcap)
-    if objective == "makespan":
-        cmax = m.NewIntVar(0, 2 * horizon, "cmax")
-        m.AddMaxEquality(cmax, ends)
-        m.Minimize(cmax)
-    else:
-        m.Minimize(sum(ends))
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, time_limit)
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = seed
-    code = solver.Solve(m)
+    solver, code, _ = _replica_model(job, objective, rel, horizon,
+                                     lambda P, D: floor_envelope(P, D, u, K), time_limit, workers,
+                                     seed)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE, cp_model.UNKNOWN):
         return 0.0
     try:
@@ -109,33 +126,9 @@ def solve_replica(job: ReplicaJobs, objective: str, K: int, max_units: int, time
     u, rel_u, horizon, fcfs = unit_grid(job, max_units)
     hint = sgs_units(job, fcfs, u, K, rel_u, horizon)
     unit_s = u * job.step_s
-    m = cp_model.CpModel()
-    n = len(job)
-    starts, ends, segs, dem, mains = [], [], [], [], []
-    for j in range(n):
-        du, pieces = envelope(int(job.P[j]), int(job.D[j]), u, K)
-        s = m.NewIntVar(int(rel_u[j]), horizon - du, f"s{j}")
-        starts.append(s)
-        ends.append(s + du)
-        mains.append(m.NewFixedSizeIntervalVar(s, du, f"i{j}"))
-        for k, (a, ln, d) in enumerate(pieces):
-            segs.append(m.NewFixedSizeIntervalVar(s + a, ln, f"i{j}_{k}"))
-            dem.append(d)
-        if hint is not None:
-            m.AddHint(s, int(hint[j]))
-    m.AddCumulative(segs, dem, job.cap_tokens)
-    m.AddCumulative(mains, [1] * n, job.bcap)
-    if objective == "makespan":
-        cmax = m.NewIntVar(0, horizon, "cmax")
-        m.AddMaxEquality(cmax, ends)
-        m.Minimize(cmax)
-    else:
-        m.Minimize(sum(ends))
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.1, 0.7 * time_limit)
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = seed
-    code = solver.Solve(m)
+    solver, code, starts = _replica_model(job, objective, rel_u, horizon,
+                                          lambda P, D: envelope(P, D, u, K), 0.7 * time_limit,
+                                          workers, seed, hint)
     if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         start_u = np.array([solver.Value(s) for s in starts], np.int64)
         status = "optimal" if code == cp_model.OPTIMAL else "feasible"
