@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.api import as_instance, check_time_limit, evaluate, solve
+from planner.metrics import unplaceable
 from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
 from planner.report.io import check_output
@@ -48,16 +49,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"OK {args.scenario}: {sc.name}: {len(wl)} requests ({wl.source}), "
           f"{len(sc.clusters)} clusters in {len(sc.datacenters)} datacenters, "
           f"{len(sc.links)} links, objective {sc.objective}")
-    from planner.exact._run import unplaceable
-
     inst = as_instance(sc)
-    big = unplaceable(inst)
+    big, most = unplaceable(inst)
     if big.size:
         r = int(big[0])
         print(f"warning: {big.size} request(s) fit no decode cluster's KV (e.g. {inst.ids[r]}: "
               f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} tokens; the largest replica "
-              f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
-              "): only the served objective with a horizon can refuse them", file=sys.stderr)
+              f"holds {most}): only the served objective with a horizon can refuse them",
+              file=sys.stderr)
     return 0
 
 

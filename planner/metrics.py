@@ -58,6 +58,24 @@ def kv_fits(inst: Instance, tokens, cluster) -> np.ndarray:
             <= inst.kv_capacity_bytes[cluster] * (1 + 1e-12))
 
 
+def kv_misfits(inst: Instance, prefill: np.ndarray, decode: np.ndarray) -> np.ndarray:
+    """Per request: decoded on a cluster whose replica cannot hold its KV at its last step."""
+    on = (prefill >= 0) & (decode >= 0) & (inst.output_tokens > 0)
+    return on & ~kv_fits(inst, inst.prompt_tokens + inst.output_tokens, np.maximum(decode, 0))
+
+
+def unplaceable(inst: Instance) -> tuple[np.ndarray, int]:
+    """Requests that fit no decode cluster's replica (they can only be refused), and the most
+    KV tokens a decode replica holds."""
+    dcl = np.flatnonzero(inst.can_decode)
+    if dcl.size == 0:
+        return np.zeros(0, np.int64), 0
+    need = inst.prompt_tokens + inst.output_tokens
+    fits = kv_fits(inst, need[:, None], dcl[None, :]).any(axis=1)
+    most = int(inst.kv_capacity_bytes[dcl].max() // inst.kv_bytes_per_token)
+    return np.flatnonzero((inst.output_tokens > 0) & ~fits), most
+
+
 def compute_capacity(inst: Instance) -> np.ndarray:
     """Replica count: load seconds = replica-seconds / replicas."""
     return inst.replicas
@@ -287,7 +305,7 @@ def evaluate_arrays(inst: Instance, plan: Plan, check: bool = True) -> Metrics:
     egress = float((lbytes * inst.cost_per_byte).sum())
     cost = rent + egress
     n_served = int(served.sum())
-    misfits = int((decoding & ~kv_fits(inst, inst.prompt_tokens + out, dec_c)).sum())
+    misfits = int(kv_misfits(inst, pre, dec).sum())
     within = inst.horizon_s is None or makespan <= inst.horizon_s * (1 + 1e-9)
     return Metrics(
         objective_name=inst.objective,

@@ -17,7 +17,7 @@ from planner.exact._backends.rows import RowBuffer, SolveOutcome
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays, kv_fits
+from planner.metrics import evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
 from planner.scenario.errors import InputError, OptionError, Problem
 
@@ -49,25 +49,13 @@ def feasible(inst: Instance, plan: Plan) -> bool:
 
 def refuse_misfits(inst: Instance, plan: Plan) -> Plan:
     """``plan`` with the requests decoded where their KV does not fit refused."""
-    dec = plan.decode
-    on = (plan.prefill >= 0) & (dec >= 0) & (inst.output_tokens > 0)
-    bad = on & ~kv_fits(inst, inst.prompt_tokens + inst.output_tokens, np.maximum(dec, 0))
+    bad = kv_misfits(inst, plan.prefill, plan.decode)
     if not bad.any():
         return plan
     plan = plan.copy()
     plan.prefill[bad] = -1
     plan.decode[bad] = -1
     return plan
-
-
-def unplaceable(inst: Instance) -> np.ndarray:
-    """Requests that fit no decode cluster's replica (they can only be refused)."""
-    need = inst.prompt_tokens + inst.output_tokens
-    dcl = np.flatnonzero(inst.can_decode)
-    if dcl.size == 0:
-        return np.zeros(0, np.int64)
-    fits = kv_fits(inst, need[:, None], dcl[None, :]).any(axis=1)
-    return np.flatnonzero((inst.output_tokens > 0) & ~fits)
 
 
 def better(inst: Instance, a: float, b: float) -> bool:
@@ -128,15 +116,14 @@ def unplaceable_result(inst: Instance, method: str, history: list, info: dict[st
                        ) -> Result | None:
     """The ``infeasible`` result when some request fits no decode cluster's KV and the
     objective may not refuse it (only ``served`` with a horizon refuses); None otherwise."""
-    big = unplaceable(inst)
+    big, most = unplaceable(inst)
     if not big.size or (inst.objective == "served" and inst.horizon_s is not None):
         return None
     r = int(big[0])
-    return Result(method, "infeasible", None, termination=(
+    return Result(method, "infeasible", None, history=history, info=info, termination=(
         f"{big.size} request(s) fit no decode cluster: {inst.ids[r]} needs "
         f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} KV tokens, the largest replica "
-        f"holds {int(inst.kv_capacity_bytes[inst.can_decode].max() // inst.kv_bytes_per_token)}"
-        "; only the served objective with a horizon may refuse them"), history=history, info=info)
+        f"holds {most}; only the served objective with a horizon may refuse them"))
 
 
 def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
