@@ -50,10 +50,11 @@ def _to_int(coef: np.ndarray, q: float, exact: bool) -> np.ndarray:
 
 
 def _param_value(current: Any, val: Any) -> Any:
-    """``val`` in the type of the parameter it sets (strings from a command line included)."""
-    if isinstance(current, bool):
-        return val if isinstance(val, bool) else str(val).lower() in ("1", "true", "yes")
-    return type(current)(val)
+    """``val`` in the type of the parameter it sets (strings from a command line included), by
+    the registry's rule for method options."""
+    from planner.registry import _cast
+
+    return _cast(val, current)
 
 
 def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
