@@ -54,8 +54,14 @@ def kv_fits(inst: Instance, tokens, cluster) -> np.ndarray:
     """Whether one replica of ``cluster`` holds ``tokens`` tokens of KV. A decoding request holds
     prompt + output tokens during its last step, so it needs a replica that holds that many
     (the replay drops it as ``too_large`` otherwise)."""
+    return kv_fits_capacity(inst, tokens, inst.kv_capacity_bytes[cluster])
+
+
+def kv_fits_capacity(inst: Instance, tokens, capacity_bytes) -> np.ndarray:
+    """Whether a replica holding ``capacity_bytes`` of KV holds ``tokens`` tokens (the rule of
+    :func:`kv_fits`, for capacities not tied to a cluster index)."""
     return (np.asarray(tokens, np.float64) * inst.kv_bytes_per_token
-            <= inst.kv_capacity_bytes[cluster] * (1 + 1e-12))
+            <= np.asarray(capacity_bytes, np.float64) * (1 + 1e-12))
 
 
 def kv_misfits(inst: Instance, prefill: np.ndarray, decode: np.ndarray) -> np.ndarray:

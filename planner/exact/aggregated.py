@@ -1,10 +1,12 @@
 """The placement model over request classes, for scale.
 
-Classes: prefill bucket x decode bucket x prefix group x origin. Buckets are geometric (ratio
+Classes: prefill bucket x decode bucket x prefix group x origin x KV fit. Buckets are geometric (ratio
 ``bucket_ratio``; output 0 is its own bucket; 0 = auto: the finest of 1.05 ... 8 giving at most
 ``max_classes`` classes); the prefix group is the request's first shared
 block (only with prefix caching); origin is in the key when ``by_origin`` (no evaluator term
-depends on origin, so merging origins loses nothing and it is off by default). Each class is an
+depends on origin, so merging origins loses nothing and it is off by default); the KV fit is the set of decode
+clusters whose replica holds the request's KV at its end, so every member of a class may decode
+wherever the class may (a class is never kept off a cluster for one long member). Each class is an
 item of :mod:`planner.exact._model` with its members' mean coefficients and an integer count per
 cluster; the model is solved as an LP (``mode="lp"``, GLOP) and rounded, or with integer counts
 (``mode="milp"``, SCIP/HiGHS), then disaggregated: each class's counts become per-pair counts
@@ -38,7 +40,7 @@ from planner.exact._run import (
 )
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays
+from planner.metrics import evaluate_arrays, kv_fits_capacity
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -58,8 +60,10 @@ AUTO_RATIOS = tuple(float(r) for r in np.round(np.geomspace(1.02, 8.0, 40), 4))
 
 class ClassKeys:
     """The class key of every request for any bucket ratio, in one vectorized pass per ratio:
-    ``((prompt bucket x output buckets + output bucket) x groups + prefix group) x origins +
-    origin`` as one int64, counted with a bincount (no sort)."""
+    ``(((prompt bucket x output buckets + output bucket) x groups + prefix group) x origins +
+    origin) x fit levels + fit level`` as one int64, counted with a bincount (no sort). The fit
+    level counts the distinct decode KV capacities too small for the request: requests of one
+    level fit the same decode clusters."""
 
     def __init__(self, inst: Instance, by_origin: bool = False):
         n = inst.n_requests
@@ -77,6 +81,10 @@ class ClassKeys:
         self.n_groups = int(first.max(initial=-1)) + 2
         self.origin = inst.origin.astype(np.int64) if by_origin else np.zeros(n, np.int64)
         self.n_orig = int(self.origin.max(initial=0)) + 1
+        caps = np.unique(inst.kv_capacity_bytes[inst.can_decode])
+        need = np.where(o > 0, p + o, 0.0)
+        self.fit = (~kv_fits_capacity(inst, need[:, None], caps[None, :])).sum(axis=1).astype(np.int64)
+        self.n_fit = caps.size + 1
 
     def keys(self, ratio: float) -> tuple[np.ndarray, int]:
         lr = np.log(ratio)
@@ -85,6 +93,7 @@ class ClassKeys:
         pb -= pb.min(initial=0)
         n_ob = int(ob.max(initial=0)) + 1
         key = ((pb * n_ob + ob) * self.n_groups + (self.first + 1)) * self.n_orig + self.origin
+        key = key * self.n_fit + self.fit
         return key, int(key.max(initial=0)) + 1
 
     def count(self, ratio: float) -> int:

@@ -361,3 +361,18 @@ def test_request_no_cluster_holds_without_a_horizon(method):
     m = evaluate_arrays(inst, Plan([0, -1], [1, -1]))
     assert m.problems == ["it refuses 1 request(s); only the served objective with a horizon "
                           "refuses requests"]
+
+
+@pytest.mark.parametrize("mode", ["lp", "milp"])
+def test_aggregated_classes_split_by_kv_fit(mode):
+    # one coarse bucket holds both requests, but only A (800 + 100 tokens) fits d0's 1000-token
+    # replica; B (1000 + 100) fits d1 only. Memory-time: A on d0 1000 B x 850 x 100 x 0.04 s / 1 MB
+    # = 3.4 s, B on d1 1000 x 1050 x 100 x 0.04 / 2 MB = 2.1 s; both on d1 would be 1.7 + 2.1 =
+    # 3.8 s. A class keyed without the fit keeps both off d0 (its largest member does not fit).
+    inst = instance(MEMORY_CLUSTERS, [{"prompt_tokens": 800, "output_tokens": 100},
+                                      {"prompt_tokens": 1000, "output_tokens": 100}])
+    res = run(inst, "aggregated", bucket_ratio=8.0, mode=mode)
+    assert res.info["classes"] == 2
+    assert res.objective == pytest.approx(3.4, rel=1e-9)
+    assert list(res.plan.decode) == [1, 2]
+    assert evaluate_arrays(inst, res.plan).kv_misfits == 0
