@@ -122,6 +122,9 @@ def load_scenario(source: str | Path | dict[str, Any], *, name: str | None = Non
     scenario = _build(spec, base_dir, problems)
     if problems or scenario is None:
         raise ScenarioError(file, problems)
+    from planner.simulate.config import make_config
+
+    make_config(scenario.extra, file=file)  # replay settings in extra: checked with the file
     if not isinstance(source, dict):
         object.__setattr__(scenario, "path", Path(source))
     return scenario

@@ -32,5 +32,7 @@ def simulate(problem: Scenario | Instance | str | Path, plan: Plan | Result | di
     inst = as_instance(problem)
     plan = as_plan(inst, plan)
     check_plan(inst, plan)
-    cfg = config if config is not None else make_config(inst.scenario.extra, **settings)
+    path = inst.scenario.path
+    cfg = config if config is not None else make_config(
+        inst.scenario.extra, file=None if path is None else str(path), **settings)
     return run(inst, plan, cfg)

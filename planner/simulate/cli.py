@@ -37,7 +37,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario)
     inst = as_instance(sc)
     plan, meta = read_plan_file(args.plan, inst)
-    cfg = make_config(sc.extra, **_settings(args.set))
+    cfg = make_config(sc.extra, file=args.scenario, **_settings(args.set))
     replay = simulate(inst, plan, config=cfg)
     fluid = evaluate_arrays(inst, plan, check=False).makespan_s
     if args.json:

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from planner.scenario.errors import OptionError, Problem
+from planner.scenario.errors import OptionError, Problem, ScenarioError
 
 QUEUES = ("fcfs", "sjf", "mlq", "aging")
 PREEMPTIONS = ("recompute", "swap")
@@ -103,51 +103,63 @@ def _cast(name: str, value: Any, default: Any) -> Any:
     return str(value)
 
 
-def make_config(scenario_extra: dict | None = None, **overrides: Any) -> ReplayConfig:
+def make_config(scenario_extra: dict | None = None, *, file: str | None = None,
+                **overrides: Any) -> ReplayConfig:
     """Defaults < ``extra.simulate`` (and ``extra.slo``) of the scenario < ``overrides``.
-    A bad key or value raises OptionError (one line per problem)."""
+    A bad key or value raises one line per problem: a ScenarioError naming ``file`` and the
+    ``extra.simulate.KEY`` field when the scenario gave it, else an OptionError."""
     base = ReplayConfig()
     values: dict[str, Any] = {}
+    origin: dict[str, str] = {}  # the field each value came from
     extra = scenario_extra or {}
     sim = extra.get("simulate", {}) or {}
     if "slo" in extra:
-        values["slo"] = extra["slo"]
+        values["slo"], origin["slo"] = extra["slo"], "extra.slo"
     if isinstance(sim, dict):
         values.update(sim)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+        origin.update({k: f"extra.simulate.{k}" for k in sim})
+    elif sim:
+        raise ScenarioError(file or "<scenario>", [Problem("extra.simulate", "expected a mapping of "
+                                                            "replay settings", sim)])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    origin.update({k: f"simulate.{k}" for k in given})
     known = {f.name: getattr(base, f.name) for f in fields(base)}
     problems: list[Problem] = []
     out: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
-            problems.append(Problem(f"simulate.{key}", "unknown replay setting (known: "
+            problems.append(Problem(origin[key], "unknown replay setting (known: "
                                     f"{', '.join(sorted(known))})", value))
             continue
         try:
             v = _cast(key, value, known[key])
         except (TypeError, ValueError, OverflowError) as exc:
-            problems.append(Problem(f"simulate.{key}", f"bad value {exc}".strip(), value))
+            problems.append(Problem(origin[key], f"bad value {exc}".strip(), value))
             continue
         if key in _CHOICES and v not in _CHOICES[key]:
-            problems.append(Problem(f"simulate.{key}", f"expected one of "
+            problems.append(Problem(origin[key], f"expected one of "
                                     f"{', '.join(_CHOICES[key])}", value))
             continue
         if key in _POSITIVE and not (v > 0 and math.isfinite(v)):
-            problems.append(Problem(f"simulate.{key}", "must be positive", value))
+            problems.append(Problem(origin[key], "must be positive", value))
             continue
         if key == "max_batched_tokens" and v is not None and v < 1:
-            problems.append(Problem(f"simulate.{key}", "must be at least 1 (or none)", value))
+            problems.append(Problem(origin[key], "must be at least 1 (or none)", value))
             continue
         if key == "prefix_cache_tokens" and v is not None and v < 0:
-            problems.append(Problem(f"simulate.{key}", "must be >= 0 (or none)", value))
+            problems.append(Problem(origin[key], "must be >= 0 (or none)", value))
             continue
         if key == "slo" and any(not (x > 0 and math.isfinite(x)) for x in v.values()):
-            problems.append(Problem(f"simulate.{key}", "targets must be positive seconds", value))
+            problems.append(Problem(origin[key], "targets must be positive seconds", value))
             continue
         if key == "long_replicas" and v < 0:
-            problems.append(Problem(f"simulate.{key}", "must be >= 0", value))
+            problems.append(Problem(origin[key], "must be >= 0", value))
             continue
         out[key] = v
+    from_file = [p for p in problems if p.path.startswith("extra.")]
+    if from_file:
+        raise ScenarioError(file or "<scenario>", from_file)
     if problems:
         raise OptionError("simulate", problems)
     return replace(base, **out)

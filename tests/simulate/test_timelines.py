@@ -185,3 +185,22 @@ def test_max_min_rates_by_hand():
     # flows 2 and 3 (3 each): flows 2, 3 settle at 3 first, flow 1 takes the rest of link 0: 5.
     assert max_min_rates([(0, 1), (0,), (0, 2), (2,)], [10.0, 2.0, 6.0]) == pytest.approx(
         [2.0, 5.0, 3.0, 3.0])
+
+
+def test_bad_settings_in_scenario_extra_name_the_file_and_field(tmp_path):
+    import json
+
+    from planner.cli import main
+    from planner.scenario.errors import ScenarioError
+
+    path = tmp_path / "sc.json"
+    path.write_text(json.dumps(make_scenario([{"name": "m"}], PREEMPT,
+                                             extra={"simulate": {"queue": "random"}})))
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert str(err.value) == f"{path}: extra.simulate.queue: expected one of fcfs, sjf, mlq, aging ('random')"
+    assert main(["validate", str(path)]) == 2
+    # given as a setting (not by the file), the same value is an option error
+    sc = load_scenario(make_scenario([{"name": "m"}], PREEMPT))
+    with pytest.raises(OptionError, match=r"^simulate: simulate.queue: expected one of"):
+        simulate(build_instance(sc), Plan([0, 0], [0, 0]), queue="random")
