@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from planner.api import as_instance, check_time_limit, evaluate, solve
 from planner.metrics import unplaceable
@@ -121,8 +121,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line (which command, what is wrong, where the help is) and exit 2,
+    like every other input error; ``-h`` still prints the full usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} ({self.prog} -h shows the usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="planner", description="Plan where LLM inference runs.")
+    p = _Parser(prog="planner", description="Plan where LLM inference runs.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = p.add_subparsers(dest="command", required=True)

@@ -134,3 +134,20 @@ def test_unwritable_outputs_and_bad_time_limits_are_one_line_errors(tmp_path, ca
                      "--out", str(tmp_path / "rep.html")]) == 2
     assert "is a folder, not a file" in capsys.readouterr().err
     assert not (tmp_path / "rep.csv").exists() and not (tmp_path / "rep.json").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    ((), "planner: the following arguments are required: command (planner -h shows the usage)"),
+    (("solve",), "planner solve: the following arguments are required: scenario "
+                 "(planner solve -h shows the usage)"),
+    (("solve", "x.yaml", "--time-limit", "soon"),
+     "planner solve: argument --time-limit: invalid float value: 'soon' (planner solve -h shows the usage)"),
+])
+def test_usage_errors_are_one_line(args, expected):
+    from planner.cli import main
+
+    r = run(*args)
+    assert r.returncode == 2 and r.stderr.splitlines() == [expected]
+    with pytest.raises(SystemExit) as ex:  # the same from the function
+        main(list(args))
+    assert ex.value.code == 2
