@@ -71,9 +71,17 @@ def _kv_tight(**top):
                          [{"prompt_tokens": 1000, "output_tokens": 100}] * 4, **top)
 
 
-def test_plan_decoding_where_the_kv_cannot_fit_is_infeasible():
+def test_plan_decoding_where_the_kv_cannot_fit_is_infeasible(monkeypatch):
+    from planner import registry
+    from planner.plan import Plan
+
+    # a user's own policy that deals the requests over both decode clusters (the built-in
+    # policies check the fit themselves)
+    deal = registry.MethodSpec("deal", "alternate decode clusters",
+                               lambda inst: Plan([0, 0, 0, 0], [1, 2, 1, 2]))
+    monkeypatch.setitem(registry._REGISTRY, "deal", deal)
     sc = load_scenario(_kv_tight())
-    res = solve(sc, "round_robin")  # deals the requests over both decode clusters
+    res = solve(sc, "deal")
     assert (res.plan.decode == 1).any()
     assert res.status == "infeasible" and res.objective is None
     assert "cannot hold their KV" in res.termination

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from planner.heuristics.common import choice_pairs
+from planner.heuristics.common import choice_pairs, fit_capacity
 from planner.instance import Instance
 from planner.metrics import compute_capacity, memory_capacity
 
@@ -64,6 +64,7 @@ class Prepared:
     btok: np.ndarray
     dup: np.ndarray
     n_blocks: int
+    kvcap: np.ndarray  # KV bytes one replica holds, with metrics.kv_fits' tolerance
 
 
 def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
@@ -154,7 +155,8 @@ def prepare(inst: Instance) -> Prepared | None:
         pre_rate=(1.0 / pre_tps) / cap,  # as prefill_seconds(inst, 1, c) / cap
         kind=kind, cdc=cdc, n_dc=n_dc, reach=reach, rptr=rptr, rlinks=rlinks,
         inv_bw=np.asarray(inv_bw, np.float64), has_links=has_links, has_choice=has_choice,
-        use_prefix=on, bptr=bptr, bid=bid, btok=btok, dup=dup, n_blocks=nb)
+        use_prefix=on, bptr=bptr, bid=bid, btok=btok, dup=dup, n_blocks=nb,
+        kvcap=fit_capacity(inst))
 
 
 MODE_GREEDY, MODE_LOCALITY, MODE_BANDWIDTH = 0, 1, 2
@@ -168,7 +170,7 @@ def run_general(pr: Prepared, order: np.ndarray, mode: int = MODE_GREEDY, weight
                     pr.kind, pr.cdc, pr.n_dc, pr.reach, pr.rptr, pr.rlinks, pr.inv_bw,
                     pr.has_links, pr.has_choice, pr.use_prefix, pr.bptr, pr.bid, pr.btok, pr.dup,
                     pr.n_blocks, mode, float(weight), float(limit),
-                    -1.0 if horizon is None else float(horizon))
+                    -1.0 if horizon is None else float(horizon), pr.kvcap)
 
 
 @njit(cache=True)
@@ -181,7 +183,7 @@ def _cost(f, pen_on, pen):
 @njit(cache=True)
 def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kvpt, pre_rate,
              kind, cdc, n_dc, reach, rptr, rlinks, inv_bw, has_links, has_choice, use_prefix,
-             bptr, bid, btok, dup, n_blocks, mode, weight, limit, horizon):
+             bptr, bid, btok, dup, n_blocks, mode, weight, limit, horizon, kvcap):
     n = prompt.size
     c = cap.size
     n_links = inv_bw.size
@@ -274,6 +276,8 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
                     mi = (kvpt * (Pt + Dt / 2.0) * (Dt * step[k])) / memcap[k]
                     minc[k] = mi
                     B[k] = max(comp[k] + dec[k], mem[k] + mi)
+                    if (Pt + Dt) * kvpt > kvcap[k]:  # its KV does not fit a replica of k
+                        B[k] = INF
                     if kind[k] == MX:
                         S[k] = max(A[k] + dec[k], B[k])
             for a in range(n_dc):

@@ -40,7 +40,7 @@ def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True,
             pr, arrival_order(inst), _kernels.MODE_BANDWIDTH, weight, limit, horizon)
         ms = float(max(comp.max(initial=0.0), mem.max(initial=0.0), link.max(initial=0.0)))
         ref_arr = np.flatnonzero(ref).astype(np.int64)
-        return make_result("bandwidth_aware", Plan(pre, dec),
+        return make_result(inst, "bandwidth_aware", Plan(pre, dec),
                            {"model_makespan_s": ms, "refused": ref_arr, "path": "kernel"},
                            refused=ref_arr)
     state = LoadState(inst)
@@ -52,7 +52,7 @@ def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True,
     order = arrival_order(inst)
     for r, pm, dm, mm in inc.each(order):
         f = state.finish(r, pm, dm, mm)
-        ok = f <= limit
+        ok = (f <= limit) & (f < np.inf)  # infinite: no replica of the choice holds its KV
         if not ok.any():
             refused.append(r)
             continue
@@ -69,7 +69,7 @@ def bandwidth_aware(inst: Instance, weight: float = 1.0, admission: bool = True,
         pre[r] = p
         dec[r] = d if out[r] > 0 else -1
     ref_arr = np.sort(np.array(refused, np.int64))
-    return make_result("bandwidth_aware", Plan(pre, dec),
+    return make_result(inst, "bandwidth_aware", Plan(pre, dec),
                        {"model_makespan_s": state.makespan(), "refused": ref_arr,
                         "path": "general"},
                        refused=ref_arr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.heuristics.common import arrival_order
+from planner.heuristics.common import arrival_order, fit_plan
 from planner.instance import Instance
 from planner.plan import Plan
 from planner.registry import register
@@ -37,7 +37,7 @@ def round_robin(inst: Instance) -> Plan:
     k[order] = np.arange(n)
     pre = pc[k % len(pc)]
     dec = _colocate_or_cycle(inst, pre, k // len(pc))
-    return Plan(pre, dec)
+    return Plan(*fit_plan(inst, pre, dec)[:2])
 
 
 @register("random", "uniformly random prefill cluster and reachable decode cluster (seeded)",
@@ -54,4 +54,4 @@ def random_policy(inst: Instance, seed: int = 0) -> Plan:
         rows = pre == p
         cands = np.flatnonzero(inst.can_decode & inst.reachable[p])
         dec[rows] = cands[(draw[rows] * len(cands)).astype(np.int64)]
-    return Plan(pre, dec)
+    return Plan(*fit_plan(inst, pre, dec)[:2])

@@ -75,7 +75,7 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
             np.asarray(inst.kv_bytes_per_token * block_tokens * inst.replicas, f64), on, bptr, bid,
             btok, nb, style == "dynamo", float(w_prefix), float(w_queue), float(w_kv),
             float(overlap_weight), float(block_tokens))
-        return make_result("cache_aware", Plan(pre, dec), {"style": style, "path": "kernel"})
+        return make_result(inst, "cache_aware", Plan(pre, dec), {"style": style, "path": "kernel"})
     same = p_arr == d_arr
     pf = Prefixes(inst)
     fl = InFlight(c)
@@ -113,4 +113,4 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
             fl.add(d, max(now, fl.busy[p]), dm[d], kv)
         pre[r] = p
         dec[r] = d if out[r] > 0 else -1
-    return make_result("cache_aware", Plan(pre, dec), {"style": style, "path": "general"})
+    return make_result(inst, "cache_aware", Plan(pre, dec), {"style": style, "path": "general"})

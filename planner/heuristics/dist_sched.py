@@ -191,7 +191,7 @@ def _result(inst: Instance, order: np.ndarray, pick_p: np.ndarray, pick_d: np.nd
     dec[order] = pick_d
     br[order] = branch
     dec = np.where(inst.output_tokens > 0, dec, -1)
-    return make_result("dist_sched", Plan(pre, dec), {
+    return make_result(inst, "dist_sched", Plan(pre, dec), {
         "heatmap": hm, "branch": br, "path": path,
         "branches": {"locality": int((br == LOCALITY).sum()),
                      "least_load": int((br == LEAST_LOAD).sum())}})

@@ -22,7 +22,15 @@ import logging
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import Increments, LoadState, arrival_order, choice_pairs
+from planner.heuristics.common import (
+    Increments,
+    LoadState,
+    arrival_order,
+    choice_pairs,
+    fit_capacity,
+    fit_plan,
+    kv_need,
+)
 from planner.instance import Instance
 from planner.metrics import decode_work_seconds, kv_memory_time, prefill_seconds
 from planner.plan import Plan, Result
@@ -31,12 +39,24 @@ from planner.registry import register
 log = logging.getLogger(__name__)
 
 
-def make_result(method: str, plan: Plan, info: dict | None = None,
+def make_result(inst: Instance, method: str, plan: Plan, info: dict | None = None,
                 refused: np.ndarray | None = None) -> Result:
-    """A heuristic's Result: the plan, the requests it refused (by its own decision), info."""
-    ref = np.flatnonzero(plan.refused) if refused is None else np.asarray(refused, np.int64)
+    """A heuristic's Result: the plan, the requests it refused (by its own decision), info.
+    A request decoded where its KV does not fit is moved by :func:`fit_plan` (counted in
+    ``info["kv_refits"]``; the policies that check the fit as they place never need it)."""
+    pre, dec, moved = fit_plan(inst, plan.prefill, plan.decode)
+    info = dict(info or {})
+    if moved:
+        plan = Plan(pre, dec)
+        info["kv_refits"] = moved
+        info.pop("model_makespan_s", None)  # the policy's own account is of the plan before
+        log.info("%s: %d request(s) chosen where their KV does not fit, moved by the fit rule",
+                 method, moved)
+    ref = np.flatnonzero(plan.refused)
+    if refused is not None:
+        ref = np.union1d(np.asarray(refused, np.int64), ref)
     return Result(method, "feasible", plan, termination="heuristic", refused_by_method=ref,
-                  info=dict(info or {}))
+                  info=info)
 
 
 def is_pool(inst: Instance) -> bool:
@@ -57,6 +77,8 @@ def _pool(inst: Instance, order: np.ndarray, fast: bool = True
     """List scheduling with a heap on identical mixed clusters (exact earliest finish); ``fast``
     runs the same steps compiled."""
     n, c = inst.n_requests, inst.n_clusters
+    # a request whose KV fits no replica (all are alike) is refused, as on the general path
+    order = order[(inst.output_tokens[order] <= 0) | (kv_need(inst)[order] <= fit_capacity(inst)[0])]
     prompt = inst.prompt_tokens.astype(np.float64)
     out = inst.output_tokens.astype(np.float64)
     cap, memcap = inst.replicas[0], inst.replicas[0] * inst.kv_capacity_bytes[0]
@@ -67,7 +89,7 @@ def _pool(inst: Instance, order: np.ndarray, fast: bool = True
     if fast:
         pick, ms = _kernels.pool_kernel(ap_all[order], ad_all[order], m_all[order],
                                         inst.output_tokens[order] > 0, c)
-        pre = np.empty(n, np.int64)
+        pre = np.full(n, -1, np.int64)
         pre[order] = pick
         return pre, np.where(inst.output_tokens > 0, pre, -1), float(ms)
     ap_l, ad_l, m_l = ap_all[order].tolist(), ad_all[order].tolist(), m_all[order].tolist()
@@ -75,10 +97,10 @@ def _pool(inst: Instance, order: np.ndarray, fast: bool = True
     comp = [0.0] * c
     mem = [0.0] * c
     heap = [(0.0, k) for k in range(c)]
-    pick = [0] * n
+    pick = [0] * len(order)
     hpop, hpush, hrep = heapq.heappop, heapq.heappush, heapq.heapreplace
     rng = range(c)
-    for i in range(n):
+    for i in range(len(order)):
         ap = ap_l[i]
         ad = ad_l[i]
         m = m_l[i]
@@ -96,7 +118,7 @@ def _pool(inst: Instance, order: np.ndarray, fast: bool = True
             hpush(heap, (comp[k], k))
         mem[k] += m
         pick[i] = k
-    pre = np.empty(n, np.int64)
+    pre = np.full(n, -1, np.int64)
     pre[order] = pick
     dec = np.where(inst.output_tokens > 0, pre, -1)
     return pre, dec, max(max(comp), max(mem))
@@ -130,6 +152,8 @@ def place_reference(inst: Instance, order: np.ndarray) -> tuple[np.ndarray, np.n
     for r, pre_m, dec_m, mem_m in inc.each(order):
         f = state.finish(r, pre_m, dec_m, mem_m)
         k = int(np.argmin(f))
+        if not np.isfinite(f[k]):  # no choice holds its KV: refused (the kernel does the same)
+            continue
         p, d = int(state.p[k]), int(state.d[k])
         state.assign(r, p, d, pre_m[p], dec_m[d], mem_m[d])
         pre[r] = p
@@ -146,7 +170,7 @@ def greedy(inst: Instance, fast: bool = True) -> Result:
     Appl. Math. 17(2), 1969; on identical clusters its makespan is at most (2 - 1/m) x optimum.
     ``fast`` uses the exact heap path where it applies (same plan, tested)."""
     pre, dec, ms, path = place(inst, arrival_order(inst), fast)
-    return make_result("greedy", Plan(pre, dec), {"model_makespan_s": ms, "path": path})
+    return make_result(inst, "greedy", Plan(pre, dec), {"model_makespan_s": ms, "path": path})
 
 
 def job_size(inst: Instance) -> np.ndarray:
@@ -175,4 +199,4 @@ def lpt(inst: Instance, fast: bool = True) -> Result:
     size = job_size(inst)
     order = np.lexsort((np.arange(inst.n_requests), -size))
     pre, dec, ms, path = place(inst, order, fast)
-    return make_result("lpt", Plan(pre, dec), {"model_makespan_s": ms, "path": path})
+    return make_result(inst, "lpt", Plan(pre, dec), {"model_makespan_s": ms, "path": path})

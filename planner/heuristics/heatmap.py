@@ -276,4 +276,4 @@ def heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int = 8,
                        decode_edges or None, cost, candidates=4)
     pre, dec = hm.lookup(inst.prompt_tokens, inst.output_tokens)
     dec = np.where(inst.output_tokens > 0, dec, -1)
-    return make_result("heatmap", Plan(pre, dec), {"heatmap": hm})
+    return make_result(inst, "heatmap", Plan(pre, dec), {"heatmap": hm})

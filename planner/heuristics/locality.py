@@ -29,7 +29,7 @@ def locality(inst: Instance, fast: bool = True) -> Result:
         pre, dec, _, comp, mem, link, matched = _kernels.run_general(
             pr, arrival_order(inst), _kernels.MODE_LOCALITY)
         ms = float(max(comp.max(initial=0.0), mem.max(initial=0.0), link.max(initial=0.0)))
-        return make_result("locality", Plan(pre, dec), {"model_makespan_s": ms,
+        return make_result(inst, "locality", Plan(pre, dec), {"model_makespan_s": ms,
                                                         "prefix_matched": int(matched),
                                                         "path": "kernel"})
     n, c = inst.n_requests, inst.n_clusters
@@ -53,12 +53,14 @@ def locality(inst: Instance, fast: bool = True) -> Result:
             sel = np.flatnonzero(np.isin(choice_p, held))
         f = state.finish(r, pm, dm, mm, sel)
         k = int(np.argmin(f))
+        if not np.isfinite(f[k]):  # no choice holds its KV: refused (as the kernel does)
+            continue
         if sel is not None:
             k = int(sel[k])
         p, d = int(state.p[k]), int(state.d[k])
         state.assign(r, p, d, pm[p], dm[d], mm[d])
         pre[r] = p
         dec[r] = d if out[r] > 0 else -1
-    return make_result("locality", Plan(pre, dec),
+    return make_result(inst, "locality", Plan(pre, dec),
                        {"model_makespan_s": state.makespan(), "prefix_matched": matched,
                         "path": "general"})

@@ -106,5 +106,5 @@ def prfaas(inst: Instance, threshold: float = -1.0, grid: int = 8, remote: str =
             best = (pre, dec, ms, off, t)
     pre, dec, ms, off, t = best
     log.info("prfaas: threshold %s, %d offloaded", t, off)
-    return make_result("prfaas", Plan(pre, dec), {
+    return make_result(inst, "prfaas", Plan(pre, dec), {
         "model_makespan_s": ms, "threshold": t, "offloaded": off, "grid": tried})

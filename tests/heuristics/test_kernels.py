@@ -89,7 +89,10 @@ def instances():
         kinds.add(("links", inst.n_links > 0))
         kinds.add(("prefix", bool(inst.prefix_caching and inst.prefix_blocks.size)))
         kinds.add(("zero", bool((inst.output_tokens == 0).any())))
-    assert len(kinds) == 6  # both sides of each feature are covered
+        need = (inst.prompt_tokens + inst.output_tokens) * inst.kv_bytes_per_token
+        small = need[:, None] > inst.kv_capacity_bytes[inst.can_decode][None, :]
+        kinds.add(("kv_misfit", bool((small & (inst.output_tokens > 0)[:, None]).any())))
+    assert len(kinds) == 8  # both sides of each feature are covered (some KV fits some clusters only)
     return got
 
 

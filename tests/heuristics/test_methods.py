@@ -92,3 +92,27 @@ def test_options_from_cli_strings_and_unknown_options():
         solve(sc, "greedy", fast="maybe")
     with pytest.raises(OptionError, match="style: expected one of llmd, dynamo"):
         solve(sc, "cache_aware", style="nope")  # checked before the method runs
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_policy_decodes_only_where_the_kv_fits(method: str):
+    # "fast" decodes 10x faster but a replica holds 1000 tokens of KV (1 MB at 1000 B/token):
+    # the 1500 + 100 token requests must decode on "big"; the 9000 + 100 one fits no replica,
+    # so every policy refuses it (and only it) instead of sending it where the replay drops it
+    from planner.api import as_instance
+    from planner.metrics import evaluate_arrays
+
+    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 20000.0},
+                {"name": "fast", "role": "decode", "decode_tokens_per_s": 1000.0, "kv_capacity_gb": 0.001},
+                {"name": "big", "role": "decode", "kv_capacity_gb": 0.004}]
+    reqs = [{"arrival_s": 0.01 * i, "prompt_tokens": 1500 if i % 2 else 500, "output_tokens": 100}
+            for i in range(12)] + [{"arrival_s": 0.2, "prompt_tokens": 9000, "output_tokens": 100}]
+    sc = load_scenario(make_scenario(clusters, reqs, objective="served", horizon_s=1000.0))
+    opts = {"grid": 3} if method == "prfaas" else {}
+    res = solve(sc, method, **opts)
+    m = evaluate_arrays(as_instance(sc), res.plan)
+    assert m.kv_misfits == 0 and m.feasible, m.problems
+    assert list(res.plan.refused.nonzero()[0]) == [12]
+    assert (res.plan.decode[1:12:2] == 2).all()  # the long ones on big
+    if "model_makespan_s" in res.info:
+        assert res.info["model_makespan_s"] == pytest.approx(m.makespan_s, rel=1e-9)
