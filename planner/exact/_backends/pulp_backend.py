@@ -13,6 +13,7 @@ from planner.exact._backends.rows import (
     Clock,
     RowBuffer,
     SolveOutcome,
+    cbc_bound,
     float_objective,
     parse_cbc_log,
     to_problem_units,
@@ -77,26 +78,7 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     if name in ("CBC", "PULP_CBC_CMD") and log_path.exists():
         cbc = parse_cbc_log(log_path.read_text(errors="replace"))
         info["cbc_result"] = cbc["result"]
-        res = cbc["result"].lower()
-        bound_f = cbc["bound"]
-        if "optimal" in res:
-            st = "optimal"
-            if f is not None and "gap" not in res:
-                bound_f = f  # the tree was exhausted: f is the optimum
-            elif f is not None:
-                # stopped at gapRel ("Optimal solution found (within gap tolerance)"), CBC
-                # guarantees f within rel_gap, not f itself; its printed bound is rounded (and
-                # lowered by half a digit when parsed): the better of the two, at most f
-                nodes = [b for _, _, b in cbc["history"] if b is not None and abs(b) < 1e49]
-                known = [b for b in [bound_f] + nodes[-1:] if b is not None]
-                guaranteed = f - float(rel_gap) * abs(f) if rel_gap > 0 else f
-                bound_f = min(f, max([guaranteed] + known))
-        elif "infeasible" in res:
-            st = "infeasible"
-        elif has_sol:
-            st = "feasible"
-        else:
-            st = "no_solution"
+        st, bound_f = cbc_bound(cbc, f, rel_gap)
         history = [(t, to_problem_units(obj, inc, False), to_problem_units(obj, b, True))
                    for t, inc, b in cbc["history"]]
         termination = f"CBC: {cbc['result'] or status}"

@@ -1,0 +1,74 @@
+"""CBC's own account (planner/exact/_backends/rows.py): the bound read from its log is a valid
+lower bound. The logs are CBC's lines from runs of `milp` on the 50-request benchmark instance
+(benchmarks/bench_exact.py), where CP-SAT found a plan of makespan 3.04957."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.exact._backends.rows import CBC_CUTOFF_INCREMENT, _low, cbc_bound, parse_cbc_log
+
+KNOWN_PLAN = 3.04957  # a plan of the instance: no valid lower bound is above it
+
+GAP_EXIT = """\
+Cbc0010I After 33000 nodes, 4213 on tree, 3.0498571 best solution, best possible 3.0495115 (46.66 seconds)
+Cbc0012I Integer solution of 3.0498 found by heuristic after 435144 iterations and 33055 nodes (46.73 seconds)
+Cbc0011I Exiting as integer gap of 0.00028845685 less than 1e-10 or 0.01%
+Cbc0001I Search completed - best objective 3.0497999999999, took 435158 iterations and 33057 nodes
+
+Result - Optimal solution found (within gap tolerance)
+
+Objective value:                3.04980000
+Lower bound:                    3.050
+Gap:                            0.00
+"""
+
+TIME_LIMIT = """\
+Cbc0010I After 32000 nodes, 11038 on tree, 3.059 best solution, best possible 3.0438896 (55.95 seconds)
+Cbc0020I Exiting on maximum time
+
+Result - Stopped on time limit
+
+Objective value:                3.05842857
+Lower bound:                    3.044
+Gap:                            0.00
+"""
+
+EXHAUSTED = """\
+Cbc0010I After 100 nodes, 3 on tree, 5.7 best solution, best possible 5.6 (0.10 seconds)
+
+Result - Optimal solution found
+
+Objective value:                5.70000000
+Lower bound:                    5.700
+"""
+
+
+def test_a_gap_exit_does_not_take_the_printed_lower_bound():
+    # CBC printed "Lower bound: 3.050" above its own objective 3.0498 (and above a known plan):
+    # the bound is the objective less the integer gap it exited on
+    cbc = parse_cbc_log(GAP_EXIT)
+    assert cbc["exit_gap"] == pytest.approx(0.00028845685)
+    status, bound = cbc_bound(cbc, 3.0498, 1e-4)
+    assert status == "optimal"
+    assert bound <= KNOWN_PLAN
+    assert bound == pytest.approx(3.0498 - 0.00028845685, abs=1e-8)
+
+
+def test_a_time_limit_bound_is_rounded_down():
+    # the summary prints the bound with 3 decimals: 3.044 for 3.0438896
+    cbc = parse_cbc_log(TIME_LIMIT)
+    assert cbc["bound"] == pytest.approx(3.0435)
+    status, bound = cbc_bound(cbc, 3.05842857, 1e-4)
+    assert status == "feasible" and bound <= 3.0438896 and bound == pytest.approx(3.04388955)
+
+
+def test_an_exhausted_tree_is_optimal_up_to_the_cutoff_increment():
+    status, bound = cbc_bound(parse_cbc_log(EXHAUSTED), 5.7, 1e-4)
+    assert status == "optimal" and bound == pytest.approx(5.7 - CBC_CUTOFF_INCREMENT)
+
+
+@pytest.mark.parametrize("text,value", [("3.050", 3.0495), ("3.0495115", 3.04951145), ("64", 63.5),
+                                        ("1.25e+03", 1245.0), ("-2.5", -2.55)])
+def test_printed_bounds_lose_half_a_unit_of_their_last_digit(text, value):
+    assert _low(text) == pytest.approx(value, abs=1e-12)
