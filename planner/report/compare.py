@@ -368,6 +368,7 @@ def run_methods(
         "methods": [o.to_dict() for o in outcomes],
         "replay_available": replay_hook.available(),
     }
+    data["bound_conflicts"] = contradicted_bounds(data)
     data["best_bound"] = best_bound(data)
     data["table"] = table_rows(data)
     return jsonable(data)
@@ -376,10 +377,39 @@ def run_methods(
 # ---------------------------------------------------------------- the methods x metrics table
 
 
+def contradicted_bounds(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Bounds that another method's solution proves wrong (a lower bound above a plan the
+    evaluator scored, for minimisation): each method's claim is checked against every other
+    method's plan. Such a bound is marked (``bound_contradicted_by``), left out of the best
+    bound, and logged; the method's status is kept as the solver said it, with the reason in
+    its termination."""
+    sense = "max" if data["scenario"]["objective"] == "served" else "min"
+    plans = [(m["method"], float(m["metrics"]["objective"])) for m in data["methods"]
+             if m["status"] in SOLVED and (m.get("metrics") or {}).get("objective") is not None]
+    out = []
+    for m in data["methods"]:
+        b = m.get("bound")
+        if b is None or not math.isfinite(b):
+            continue
+        for name, obj in plans:
+            tol = 1e-9 * max(1.0, abs(obj))
+            if (b > obj + tol) if sense == "min" else (b < obj - tol):
+                out.append({"method": m["method"], "bound": b, "plan_of": name, "objective": obj})
+                m["bound_contradicted_by"] = name
+                m["termination"] = (m.get("termination") or "") + \
+                    f"; its bound {b:.6g} is contradicted by the plan of {name} ({obj:.6g})"
+                log.warning("compare: %s claims the bound %.8g, but %s has a plan of %.8g: that "
+                            "bound is not used", m["method"], b, name, obj)
+                break
+    return out
+
+
 def best_bound(data: dict[str, Any]) -> float | None:
-    """The tightest proven bound on the objective over all methods (max for minimisation)."""
+    """The tightest proven bound on the objective over all methods (max for minimisation), of
+    the bounds no method's plan contradicts."""
     bounds = [m["bound"] for m in data["methods"]
-              if m.get("bound") is not None and math.isfinite(m["bound"])]
+              if m.get("bound") is not None and math.isfinite(m["bound"])
+              and not m.get("bound_contradicted_by")]
     if not bounds:
         return None
     return min(bounds) if data["scenario"]["objective"] == "served" else max(bounds)
@@ -416,6 +446,9 @@ def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
             )
             if m["status"] not in SOLVED:  # a plan that breaks a hard constraint claims nothing
                 row.update(objective=None, gap_to_best_bound=None)
+        if m.get("bound_contradicted_by"):  # its optimality rests on a bound shown wrong
+            row.update(bound=None, gap=None,
+                       status="feasible" if m["status"] == "optimal" else m["status"])
         stats = (m.get("replay") or {}).get("stats") or {}
         for key, _, skey in REPLAY_COLUMNS:
             row[key] = stats.get(skey)

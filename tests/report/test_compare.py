@@ -250,3 +250,31 @@ def test_hard_timeout_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert rc == 2 and "--hard-timeout" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_bound_another_plan_contradicts_is_not_used(monkeypatch) -> None:
+    from planner.api import as_instance
+    from planner.metrics import evaluate_arrays
+    from planner.registry import _REGISTRY, MethodSpec
+    from planner.scenario.load import load_scenario
+
+    sc = load_scenario(make_scenario([{"name": "a"}, {"name": "b"}],
+                                     [{"prompt_tokens": 100, "output_tokens": 10}] * 4))
+    inst = as_instance(sc)
+    lumped = Plan(np.zeros(4, np.int64), np.zeros(4, np.int64))  # all four on "a"
+    t = evaluate_arrays(inst, lumped).makespan_s
+
+    def liar(inst, **_):  # claims its lumped plan optimal, with a bound at its own makespan
+        return Result("_test_liar", "optimal", lumped, objective=t, bound=t, gap=0.0)
+
+    monkeypatch.setitem(_REGISTRY, "_test_liar", MethodSpec("_test_liar", "claims too much", liar,
+                                                            kind="exact"))
+    data = run_methods(sc, ["_test_liar", "greedy"], time_limit=1, replay=False)
+    greedy = next(r for r in data["table"] if r["method"] == "greedy")
+    assert greedy["objective"] < t  # greedy spreads them: the liar's bound is wrong
+    assert data["bound_conflicts"] == [{"method": "_test_liar", "bound": t, "plan_of": "greedy",
+                                        "objective": greedy["objective"]}]
+    row = next(r for r in data["table"] if r["method"] == "_test_liar")
+    assert row["status"] == "feasible" and row["bound"] is None and row["gap"] is None
+    assert "contradicted by the plan of greedy" in row["termination"]
+    assert data["best_bound"] is None or data["best_bound"] <= greedy["objective"]
