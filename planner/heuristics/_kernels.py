@@ -219,6 +219,7 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
         Pt = prompt[r]
         Dt = output[r]
         # prefix: tokens saved on each cluster, and (locality) the longest-match filter
+        restricted = False  # locality: the choices narrowed to the longest prefix match
         for k in range(c):
             saved[k] = 0.0
             allowed[k] = kind[k] != DO
@@ -252,135 +253,143 @@ def _general(order, prompt, output, kvb, pre_tps, dec_tps, cap, step, memcap, kv
                     if mask[k]:
                         cnt += 1
                 if cnt != n_pre:
-                    matched += 1
+                    restricted = True
                     for k in range(c):
                         allowed[k] = mask[k]
-        for k in range(c):
-            if kind[k] != DO:
-                pre[k] = (Pt / pre_tps[k]) / cap[k] - saved[k] * pre_rate[k]
-                A[k] = comp[k] + pre[k]
-        best = INF
-        bp = -1
-        bd = -1
-        if Dt <= 0.0:
+        for _attempt in range(2):  # the second: locality's match held nothing that fits
             for k in range(c):
-                if allowed[k] and has_choice[k]:
-                    f = A[k]
-                    if f <= limit and f < best:
-                        best = f
-                        bp = k
-        else:
-            for k in range(c):
-                if kind[k] != PO:
-                    dec[k] = (Dt / dec_tps[k]) / cap[k]
-                    mi = (kvpt * (Pt + Dt / 2.0) * (Dt * step[k])) / memcap[k]
-                    minc[k] = mi
-                    B[k] = max(comp[k] + dec[k], mem[k] + mi)
-                    if (Pt + Dt) * kvpt > kvcap[k]:  # its KV does not fit a replica of k
-                        B[k] = INF
-                    if kind[k] == MX:
-                        S[k] = max(A[k] + dec[k], B[k])
-            for a in range(n_dc):
-                for t in range(3):
-                    minA[a, t] = INF
-                    minB[a, t] = INF
-            for k in range(c):
-                a = cdc[k]
-                kk = kind[k]
-                if kk != DO and allowed[k] and A[k] < minA[a, kk]:
-                    minA[a, kk] = A[k]
-                if kk != PO and B[k] < minB[a, kk]:
-                    minB[a, kk] = B[k]
-            pen_on = False
-            if has_links:
-                kv = kvb[r]
+                if kind[k] != DO:
+                    pre[k] = (Pt / pre_tps[k]) / cap[k] - saved[k] * pre_rate[k]
+                    A[k] = comp[k] + pre[k]
+            best = INF
+            bp = -1
+            bd = -1
+            if Dt <= 0.0:
+                for k in range(c):
+                    if allowed[k] and has_choice[k]:
+                        f = A[k]
+                        if f <= limit and f < best:
+                            best = f
+                            bp = k
+            else:
+                for k in range(c):
+                    if kind[k] != PO:
+                        dec[k] = (Dt / dec_tps[k]) / cap[k]
+                        mi = (kvpt * (Pt + Dt / 2.0) * (Dt * step[k])) / memcap[k]
+                        minc[k] = mi
+                        B[k] = max(comp[k] + dec[k], mem[k] + mi)
+                        if (Pt + Dt) * kvpt > kvcap[k]:  # its KV does not fit a replica of k
+                            B[k] = INF
+                        if kind[k] == MX:
+                            S[k] = max(A[k] + dec[k], B[k])
+                for a in range(n_dc):
+                    for t in range(3):
+                        minA[a, t] = INF
+                        minB[a, t] = INF
+                for k in range(c):
+                    a = cdc[k]
+                    kk = kind[k]
+                    if kk != DO and allowed[k] and A[k] < minA[a, kk]:
+                        minA[a, kk] = A[k]
+                    if kk != PO and B[k] < minB[a, kk]:
+                        minB[a, kk] = B[k]
+                pen_on = False
+                if has_links:
+                    kv = kvb[r]
+                    for a in range(n_dc):
+                        for b in range(n_dc):
+                            lo, hi = rptr[a * n_dc + b], rptr[a * n_dc + b + 1]
+                            x = 0.0
+                            for q in range(lo, hi):
+                                ln = rlinks[q]
+                                y = link[ln] + kv * inv_bw[ln]
+                                if y > x:
+                                    x = y
+                            L[a, b] = x
+                    if mode == MODE_BANDWIDTH:
+                        ref = horizon if horizon >= 0.0 else ms
+                        if ref > 0.0:
+                            pen_on = True
+                            for a in range(n_dc):
+                                for b in range(n_dc):
+                                    u = min(L[a, b] / ref, 0.99)
+                                    pen[a, b] = 1.0 + weight * u / (1.0 - u)
                 for a in range(n_dc):
                     for b in range(n_dc):
-                        lo, hi = rptr[a * n_dc + b], rptr[a * n_dc + b + 1]
-                        x = 0.0
-                        for q in range(lo, hi):
-                            ln = rlinks[q]
-                            y = link[ln] + kv * inv_bw[ln]
-                            if y > x:
-                                x = y
-                        L[a, b] = x
-                if mode == MODE_BANDWIDTH:
-                    ref = horizon if horizon >= 0.0 else ms
-                    if ref > 0.0:
-                        pen_on = True
-                        for a in range(n_dc):
-                            for b in range(n_dc):
-                                u = min(L[a, b] / ref, 0.99)
-                                pen[a, b] = 1.0 + weight * u / (1.0 - u)
-            for a in range(n_dc):
-                for b in range(n_dc):
-                    if not reach[a, b]:
-                        continue
-                    lab = L[a, b]
-                    for t in range(3):
-                        if t == 0:
-                            x, y = minA[a, PO], minB[b, DO]
-                        elif t == 1:
-                            x, y = minA[a, PO], minB[b, MX]
-                        else:
-                            x, y = minA[a, MX], minB[b, DO]
-                        f = max(max(x, y), lab)
+                        if not reach[a, b]:
+                            continue
+                        lab = L[a, b]
+                        for t in range(3):
+                            if t == 0:
+                                x, y = minA[a, PO], minB[b, DO]
+                            elif t == 1:
+                                x, y = minA[a, PO], minB[b, MX]
+                            else:
+                                x, y = minA[a, MX], minB[b, DO]
+                            f = max(max(x, y), lab)
+                            if f <= limit:
+                                cst = _cost(f, pen_on, pen[a, b])
+                                if cst < best:
+                                    best = cst
+                for k in range(c):
+                    if kind[k] == MX and allowed[k]:
+                        f = S[k]
                         if f <= limit:
-                            cst = _cost(f, pen_on, pen[a, b])
+                            cst = _cost(f, pen_on, pen[cdc[k], cdc[k]])
                             if cst < best:
                                 best = cst
-            for k in range(c):
-                if kind[k] == MX and allowed[k]:
-                    f = S[k]
-                    if f <= limit:
-                        cst = _cost(f, pen_on, pen[cdc[k], cdc[k]])
-                        if cst < best:
-                            best = cst
-            if best < INF:
-                # the first choice (p-major, then d) reaching the best cost
-                for p in range(c):
-                    if kind[p] == DO or not allowed[p]:
-                        continue
-                    a = cdc[p]
-                    ap = A[p]
-                    hit = False
-                    if kind[p] == MX and S[p] <= limit and \
-                            _cost(S[p], pen_on, pen[a, a]) == best:
-                        hit = True
-                    if not hit:
-                        for b in range(n_dc):
-                            if not reach[a, b]:
-                                continue
-                            f = max(max(ap, minB[b, DO]), L[a, b])
-                            if f <= limit and _cost(f, pen_on, pen[a, b]) == best:
-                                hit = True
-                                break
-                            if kind[p] == PO:
-                                f = max(max(ap, minB[b, MX]), L[a, b])
+                if best < INF:
+                    # the first choice (p-major, then d) reaching the best cost
+                    for p in range(c):
+                        if kind[p] == DO or not allowed[p]:
+                            continue
+                        a = cdc[p]
+                        ap = A[p]
+                        hit = False
+                        if kind[p] == MX and S[p] <= limit and \
+                                _cost(S[p], pen_on, pen[a, a]) == best:
+                            hit = True
+                        if not hit:
+                            for b in range(n_dc):
+                                if not reach[a, b]:
+                                    continue
+                                f = max(max(ap, minB[b, DO]), L[a, b])
                                 if f <= limit and _cost(f, pen_on, pen[a, b]) == best:
                                     hit = True
                                     break
-                    if not hit:
-                        continue
-                    for d in range(c):
-                        kd = kind[d]
-                        if kd == PO:
+                                if kind[p] == PO:
+                                    f = max(max(ap, minB[b, MX]), L[a, b])
+                                    if f <= limit and _cost(f, pen_on, pen[a, b]) == best:
+                                        hit = True
+                                        break
+                        if not hit:
                             continue
-                        if d == p:
-                            f = S[p]
-                        elif kd == MX and kind[p] == MX:
-                            continue
-                        else:
-                            b = cdc[d]
-                            if not reach[a, b]:
+                        for d in range(c):
+                            kd = kind[d]
+                            if kd == PO:
                                 continue
-                            f = max(max(ap, B[d]), L[a, b])
-                        if f <= limit and _cost(f, pen_on, pen[a, cdc[d]]) == best:
-                            bp = p
-                            bd = d
+                            if d == p:
+                                f = S[p]
+                            elif kd == MX and kind[p] == MX:
+                                continue
+                            else:
+                                b = cdc[d]
+                                if not reach[a, b]:
+                                    continue
+                                f = max(max(ap, B[d]), L[a, b])
+                            if f <= limit and _cost(f, pen_on, pen[a, cdc[d]]) == best:
+                                bp = p
+                                bd = d
+                                break
+                        if bp >= 0:
                             break
-                    if bp >= 0:
-                        break
+            if bp >= 0 or not restricted:
+                break
+            restricted = False
+            for k in range(c):
+                allowed[k] = kind[k] != DO
+        if restricted:
+            matched += 1
         if bp < 0:
             refused[r] = True
             continue

@@ -48,14 +48,18 @@ def locality(inst: Instance, fast: bool = True) -> Result:
         if mask == all_mask:
             sel = None
         else:
-            matched += 1
             held = [k for k in range(c) if (mask >> k) & 1]
             sel = np.flatnonzero(np.isin(choice_p, held))
         f = state.finish(r, pm, dm, mm, sel)
         k = int(np.argmin(f))
+        if sel is not None and not np.isfinite(f[k]):  # the match holds nothing that fits
+            sel = None
+            f = state.finish(r, pm, dm, mm)
+            k = int(np.argmin(f))
         if not np.isfinite(f[k]):  # no choice holds its KV: refused (as the kernel does)
             continue
         if sel is not None:
+            matched += 1
             k = int(sel[k])
         p, d = int(state.p[k]), int(state.d[k])
         state.assign(r, p, d, pm[p], dm[d], mm[d])

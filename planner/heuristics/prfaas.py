@@ -64,6 +64,7 @@ def run(inst: Instance, threshold: float, remote: np.ndarray
     for r, pm, dm, mm in inc.each(order):
         o = int(inst.origin[r])
         sel = None
+        remote = False
         if 0 <= o < n_dc and local_sel[o] is not None:
             sel = local_sel[o]
             if remote_sel[o] is not None:
@@ -72,9 +73,16 @@ def run(inst: Instance, threshold: float, remote: np.ndarray
                     local_pre[o].size else 0.0
                 if float(inst.prompt_tokens[r]) - hit > threshold:
                     sel = remote_sel[o]
-                    offloaded += 1
+                    remote = True
         f = state.finish(r, pm, dm, mm, sel)
         k = int(np.argmin(f))
+        if sel is not None and not np.isfinite(f[k]):  # no replica of its set holds its KV
+            sel, remote = None, False
+            f = state.finish(r, pm, dm, mm)
+            k = int(np.argmin(f))
+        if not np.isfinite(f[k]):  # no replica anywhere holds it: refused
+            continue
+        offloaded += remote
         if sel is not None:
             k = int(sel[k])
         p, d = int(p_arr[k]), int(d_arr[k])

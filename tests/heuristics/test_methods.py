@@ -116,3 +116,17 @@ def test_every_policy_decodes_only_where_the_kv_fits(method: str):
     assert (res.plan.decode[1:12:2] == 2).all()  # the long ones on big
     if "model_makespan_s" in res.info:
         assert res.info["model_makespan_s"] == pytest.approx(m.makespan_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_locality_leaves_a_prefix_match_that_holds_nothing_that_fits(fast: bool):
+    # both requests share g1; the first goes to "small", which then holds g1, but the second's
+    # 2010 tokens of KV fit only "big": it goes there (it used to be refused)
+    clusters = [{"name": "small", "kv_capacity_gb": 0.001}, {"name": "big", "kv_capacity_gb": 0.004}]
+    reqs = [{"arrival_s": 0.0, "prompt_tokens": 400, "output_tokens": 10, "prefix": "g1"},
+            {"arrival_s": 1.0, "prompt_tokens": 2000, "output_tokens": 10, "prefix": "g1"}]
+    sc = load_scenario(make_scenario(clusters, reqs, prefix_caching=True))
+    res = solve(sc, "locality", fast=fast)
+    assert list(res.plan.prefill) == [0, 1] and list(res.plan.decode) == [0, 1]
+    assert res.info["prefix_matched"] == 0  # the match was not used
+    assert evaluate(sc, res).feasible
