@@ -100,6 +100,13 @@ _CBC_NODE = re.compile(r"After \d+ nodes, \d+ on tree, (-?[\d.eE+-]+) best solut
 _CBC_MIPSTART = re.compile(r"MIPStart provided solution with cost (-?[\d.eE+-]+)")
 
 
+def _unit(txt: str) -> float:
+    """Half a unit of the last digit printed in ``txt`` (``3.050`` -> 0.0005, ``1.25e+03`` -> 5)."""
+    mant, _, exp = txt.lower().partition("e")
+    decimals = len(mant.split(".")[1]) if "." in mant else 0
+    return 0.5 * 10.0 ** (int(exp or 0) - decimals)
+
+
 def _low(txt: str) -> float:
     """A lower bound CBC printed rounded (the node log's ``best possible`` with ``%g``-style
     digits, the summary's ``Lower bound:`` with ``%.3f``): minus half a unit of its last printed
@@ -107,17 +114,23 @@ def _low(txt: str) -> float:
     (``3.050`` is lowered by 0.0005): if the printer dropped more digits, the unit is coarser
     and the bound weaker still, never wrong."""
     x = float(txt)
-    if x == 0 or not math.isfinite(x):
-        return x
-    mant, _, exp = txt.lower().partition("e")
-    decimals = len(mant.split(".")[1]) if "." in mant else 0
-    return x - 0.5 * 10.0 ** (int(exp or 0) - decimals)
+    return x if not math.isfinite(x) else x - _unit(txt)
+
+
+def _high(txt: str) -> float:
+    """The other way: a printed value raised by half a unit of its last digit."""
+    x = float(txt)
+    return x if not math.isfinite(x) else x + _unit(txt)
 
 
 _CBC_GAP_EXIT = re.compile(r"Exiting as integer gap of (-?[\d.eE+-]+)")
-# CBC prunes a node whose bound is within CbcCutoffIncrement (1e-5, its default) of the
-# incumbent: the optimum may lie that far below an incumbent CBC calls optimal
-CBC_CUTOFF_INCREMENT = 1e-5
+
+
+def cbc_cutoff_margin(f: float) -> float:
+    """How far below the incumbent ``f`` CBC may prune: its cutoff is the incumbent less at most
+    1e-7 |f| less CbcCutoffIncrement (1e-5 by default), less another 2e-5 near an integer
+    (CbcModel::setBestSolution). A bound is never put above ``f`` less this."""
+    return 3e-5 + 1e-7 * abs(f)
 
 
 def cbc_bound(cbc: dict[str, Any], f: float | None, rel_gap: float) -> tuple[str, float | None]:
@@ -126,8 +139,9 @@ def cbc_bound(cbc: dict[str, Any], f: float | None, rel_gap: float) -> tuple[str
     the gap tolerance CBC printed ``Lower bound: 3.050`` for the objective 3.0498, while a plan
     of 3.04957 exists; that line is the rounded objective, not a bound, so it is not used then.
     Valid bounds: the node log's best possible (rounded down), the objective less the integer
-    gap CBC exited on, the objective less ``rel_gap`` (CBC's test) when that line is missing;
-    never above the objective less the cutoff increment."""
+    gap CBC exited on (rounded up), the objective less ``rel_gap`` (CBC's test, relative to the
+    larger of the objective and the bound) when that line is missing; never above the objective
+    less the cutoff margin."""
     res = cbc["result"].lower()
     nodes = [b for _, _, b in cbc["history"] if b is not None and abs(b) < 1e49]
     if "infeasible" in res:
@@ -135,13 +149,14 @@ def cbc_bound(cbc: dict[str, Any], f: float | None, rel_gap: float) -> tuple[str
     if f is None:
         return "no_solution", (max([cbc["bound"]] + nodes[-1:]) if cbc["bound"] is not None
                                else (nodes[-1] if nodes else None))
-    cap = f - CBC_CUTOFF_INCREMENT
+    cap = f - cbc_cutoff_margin(f)
     if "optimal" in res and "gap" not in res:  # the tree was exhausted
         return "optimal", cap
     if "optimal" in res:  # stopped at the gap tolerance: the printed "Lower bound" is not one
         gap = cbc.get("exit_gap")
-        known = nodes[-1:] + ([f - gap * (1 + 1e-7) - 1e-12 * abs(f)] if gap is not None
-                              else [f - float(rel_gap) * abs(f)])
+        rel = float(rel_gap)
+        known = nodes[-1:] + ([f - gap] if gap is not None
+                              else [f - rel * abs(f) / max(1.0 - rel, 1e-12)])
         return "optimal", min(cap, max(known))
     known = nodes[-1:] + ([cbc["bound"]] if cbc["bound"] is not None else [])
     return "feasible", (min(cap, max(known)) if known else None)
@@ -158,7 +173,7 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
         if m:
             inc, bnd, t = float(m.group(1)), _low(m.group(2)), float(m.group(3))
             if abs(inc) < 1e49:  # a node within the cutoff increment of inc may be pruned
-                bnd = min(bnd, inc - CBC_CUTOFF_INCREMENT)
+                bnd = min(bnd, inc - cbc_cutoff_margin(inc))
             best_bound = bnd
             out["history"].append((t, inc if abs(inc) < 1e49 else None, bnd))
             continue
@@ -173,7 +188,7 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
             continue
         m = _CBC_GAP_EXIT.search(line)
         if m:
-            out["exit_gap"] = float(m.group(1))
+            out["exit_gap"] = _high(m.group(1))
             continue
         if line.startswith("Result - "):
             out["result"] = line[len("Result - "):].strip()
