@@ -378,11 +378,12 @@ def run_methods(
 
 
 def contradicted_bounds(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Bounds that another method's solution proves wrong (a lower bound above a plan the
-    evaluator scored, for minimisation): each method's claim is checked against every other
-    method's plan. Such a bound is marked (``bound_contradicted_by``), left out of the best
-    bound, and logged; the method's status is kept as the solver said it, with the reason in
-    its termination."""
+    """Bounds that a solution proves wrong (a lower bound above a plan the evaluator scored,
+    for minimisation): each method's bound is checked against every method's plan, its own
+    included. Such a bound is marked (``bound_contradicted_by``), left out of the best bound,
+    out of the incumbent/bound figure and out of the table (whose row then claims no
+    optimality), and logged; the method's own status in ``methods`` is kept as the solver said
+    it, with the reason in its termination."""
     sense = "max" if data["scenario"]["objective"] == "served" else "min"
     plans = [(m["method"], float(m["metrics"]["objective"])) for m in data["methods"]
              if m["status"] in SOLVED and (m.get("metrics") or {}).get("objective") is not None]

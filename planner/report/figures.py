@@ -168,7 +168,7 @@ def incumbent_bound(data: dict[str, Any]) -> go.Figure | None:
         fig.add_trace(go.Scatter(x=t, y=[row[1] for row in h], mode="lines+markers",
                                  line={"shape": "hv", "color": col[m["method"]]},
                                  name=f"{m['method']} incumbent"))
-        if any(row[2] is not None for row in h):
+        if any(row[2] is not None for row in h) and not m.get("bound_contradicted_by"):
             fig.add_trace(go.Scatter(x=t, y=[row[2] for row in h], mode="lines",
                                      line={"shape": "hv", "dash": "dash", "color": col[m["method"]]},
                                      name=f"{m['method']} bound"))

@@ -112,13 +112,13 @@ def make_config(scenario_extra: dict | None = None, *, file: str | None = None,
     values: dict[str, Any] = {}
     origin: dict[str, str] = {}  # the field each value came from
     extra = scenario_extra or {}
-    sim = extra.get("simulate", {}) or {}
+    sim = extra.get("simulate")
     if "slo" in extra:
         values["slo"], origin["slo"] = extra["slo"], "extra.slo"
     if isinstance(sim, dict):
         values.update(sim)
         origin.update({k: f"extra.simulate.{k}" for k in sim})
-    elif sim:
+    elif sim is not None:  # [], 0, false ... are not mappings either
         raise ScenarioError(file or "<scenario>", [Problem("extra.simulate", "expected a mapping of "
                                                             "replay settings", sim)])
     given = {k: v for k, v in overrides.items() if v is not None}

@@ -200,6 +200,9 @@ def test_bad_settings_in_scenario_extra_name_the_file_and_field(tmp_path):
         load_scenario(path)
     assert str(err.value) == f"{path}: extra.simulate.queue: expected one of fcfs, sjf, mlq, aging ('random')"
     assert main(["validate", str(path)]) == 2
+    for bad in ([], 0, False):  # not a mapping of settings
+        with pytest.raises(ScenarioError, match="extra.simulate: expected a mapping"):
+            load_scenario(make_scenario([{"name": "m"}], PREEMPT, extra={"simulate": bad}))
     # given as a setting (not by the file), the same value is an option error
     sc = load_scenario(make_scenario([{"name": "m"}], PREEMPT))
     with pytest.raises(OptionError, match=r"^simulate: simulate.queue: expected one of"):
