@@ -443,7 +443,7 @@ def _push(c, t, head, tail, qt, qnext, cnt, top):
 @njit(cache=True)
 def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, output, arrival,
                       use_prefix, bptr, bid, n_blocks, count_requests, balance_abs, balance_rel,
-                      c):
+                      c, kvpt, kvcap):
     """dist_sched (see :mod:`planner.heuristics.dist_sched`), by arrival position: (prefill,
     decode, branch). In-flight requests per cluster: the completion times a cluster is given
     never decrease (a FIFO clock), so its queue is a linked list drained from the head."""
@@ -471,9 +471,15 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
         k = ncand[cl]
         hi = -np.inf
         lo = np.inf
+        n_ok = 0
         for t in range(k):
             p = cp[cl, t]
             d = cd[cl, t]
+            # a candidate whose decode replica cannot hold the request's KV is not one
+            elig[t] = output[r] <= 0.0 or (prompt[r] + output[r]) * kvpt <= kvcap[d]
+            if not elig[t]:
+                continue
+            n_ok += 1
             if count_requests:
                 _drain(p, now, head, qt, qnext, cnt)
                 x = float(cnt[p])
@@ -485,7 +491,10 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
             loads[t] = x
             hi = max(hi, x)
             lo = min(lo, x)
-            elig[t] = True
+        if n_ok == 0:  # no candidate holds it: the cell's best, moved by the fit rule (fit_plan)
+            pick_p[i] = cp[cl, 0]
+            pick_d[i] = cd[cl, 0]
+            continue
         start = i % k
         if hi - lo > balance_abs and hi > balance_rel * lo:
             branch[i] = 1

@@ -31,7 +31,7 @@ import heapq
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import Prefixes, arrival_order
+from planner.heuristics.common import Prefixes, arrival_order, fit_capacity, kv_need
 from planner.heuristics.greedy import make_result
 from planner.heuristics.heatmap import build_heatmap
 from planner.instance import Instance
@@ -64,6 +64,7 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     cap = compute_capacity(inst)
     pre_rate = prefill_seconds(inst, np.ones(c), cl) / cap
     dec_rate = decode_work_seconds(inst, np.ones(c), cl) / cap
+    kvcap = fit_capacity(inst)
     if fast:
         k = hm.cand_prefill.shape[2]
         cp = np.ascontiguousarray(hm.cand_prefill.reshape(-1, k), np.int64)
@@ -75,7 +76,7 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
             np.asarray(dec_rate, np.float64), np.asarray(inst.prompt_tokens, np.float64),
             np.asarray(inst.output_tokens, np.float64), np.asarray(inst.arrival_s, np.float64),
             bool(inst.prefix_blocks.size > 0), bptr, bid, nb, load == "requests",
-            float(balance_abs), float(balance_rel), c)
+            float(balance_abs), float(balance_rel), c, float(inst.kv_bytes_per_token), kvcap)
         return _result(inst, order, pick_p, pick_d, branch, hm, "kernel")
     cell = (ci * hm.shape[1] + cj).tolist()
     k = hm.cand_prefill.shape[2]
@@ -99,11 +100,16 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     branch = bytearray(n)
     hpop, hpush = heapq.heappop, heapq.heappush
     holders = pf.holders
+    need = kv_need(inst)[order].tolist()
+    fit_cap = kvcap.tolist()
     for i, r in enumerate(order.tolist()):
         now = arrival[i]
         cs = cands[cell[i]]
-        loads = []
+        loads: list[float | None] = []
         for p, d, _ in cs:
+            if output[i] > 0 and need[i] > fit_cap[d]:  # its KV does not fit d: not a candidate
+                loads.append(None)
+                continue
             if count_requests:
                 h = heaps[p]
                 while h and h[0] <= now:
@@ -117,7 +123,11 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
             else:
                 x = work[p] + (work[d] if d != p else 0.0)
             loads.append(x)
-        hi, lo = max(loads), min(loads)
+        ok = [x for x in loads if x is not None]
+        if not ok:  # no candidate holds it: the cell's best, moved by the fit rule (fit_plan)
+            pick_p[i], pick_d[i] = cs[0][0], cs[0][1]
+            continue
+        hi, lo = max(ok), min(ok)
         start = i % len(cs)
         if hi - lo > balance_abs and hi > balance_rel * lo:
             best = _least(loads, start, None, cs)
@@ -128,8 +138,9 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
                 a, b = pf.ptr[r], pf.ptr[r + 1]
                 if a < b:
                     mask = 0
-                    for _, _, bit in cs:
-                        mask |= bit
+                    for (_, _, bit), x in zip(cs, loads, strict=True):
+                        if x is not None:  # the candidates that hold it
+                            mask |= bit
                     for q in range(a, b):  # longest leading run held by some candidate
                         m2 = mask & holders.get(pf.blocks[q], 0)
                         if not m2:
@@ -174,7 +185,7 @@ def _least(loads: list, start: int, mask: int | None, cs: list) -> int:
         t = start + s
         if t >= k:
             t -= k
-        if mask is not None and not (cs[t][2] & mask):
+        if loads[t] is None or (mask is not None and not (cs[t][2] & mask)):
             continue
         if best < 0 or loads[t] < loads[best]:
             best = t

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from planner.heuristics.common import choice_pairs, parse_floats, transfer_bytes
+from planner.heuristics.common import (
+    choice_pairs,
+    fit_capacity,
+    kv_need,
+    parse_floats,
+    transfer_bytes,
+)
 from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.metrics import decode_residency_seconds, decode_work_seconds, prefill_seconds
@@ -110,10 +116,24 @@ class Heatmap:
         """Row and column of each request shape (values outside the edges go to the end cells)."""
         return _bucket(self.prefill_edges, prompt), _bucket(self.decode_edges, output)
 
-    def lookup(self, prompt: np.ndarray, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(prefill, decode) cluster of each request: one vectorized table lookup."""
+    def lookup(self, prompt: np.ndarray, output: np.ndarray, need: np.ndarray | None = None,
+               capacity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(prefill, decode) cluster of each request: one vectorized table lookup. With each
+        request's KV ``need`` (bytes) and each cluster's ``capacity`` (see
+        :func:`planner.heuristics.common.fit_capacity`), a decoding request takes its cell's
+        best candidate whose decode cluster holds it (the best overall when none does)."""
         i, j = self.cells(prompt, output)
-        return self.best_prefill[i, j], self.best_decode[i, j]
+        pre, dec = self.best_prefill[i, j], self.best_decode[i, j]
+        if need is None or capacity is None:
+            return pre, dec
+        cp, cd = self.cand_prefill[i, j], self.cand_decode[i, j]  # (n, k)
+        fits = (cd >= 0) & (np.asarray(need)[:, None] <= capacity[np.maximum(cd, 0)])
+        first = np.argmax(fits, axis=1)
+        use = fits.any(axis=1) & (np.asarray(output) > 0)
+        rows = np.flatnonzero(use)
+        pre, dec = pre.copy(), dec.copy()
+        pre[rows], dec[rows] = cp[rows, first[rows]], cd[rows, first[rows]]
+        return pre, dec
 
     # ---------------------------------------------------------------- save / load
 
@@ -274,6 +294,6 @@ def heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int = 8,
     ``Result.info["heatmap"]`` (``to_dict``/``to_csv``/``to_json``)."""
     hm = build_heatmap(inst, prefill_buckets, decode_buckets, prefill_edges or None,
                        decode_edges or None, cost, candidates=4)
-    pre, dec = hm.lookup(inst.prompt_tokens, inst.output_tokens)
+    pre, dec = hm.lookup(inst.prompt_tokens, inst.output_tokens, kv_need(inst), fit_capacity(inst))
     dec = np.where(inst.output_tokens > 0, dec, -1)
     return make_result(inst, "heatmap", Plan(pre, dec), {"heatmap": hm})

@@ -114,6 +114,12 @@ def test_every_policy_decodes_only_where_the_kv_fits(method: str):
     assert m.kv_misfits == 0 and m.feasible, m.problems
     assert list(res.plan.refused.nonzero()[0]) == [12]
     assert (res.plan.decode[1:12:2] == 2).all()  # the long ones on big
+    # the policies that choose among fitting clusters themselves leave the fit rule (fit_plan)
+    # nothing to move but, for the heatmap's cells, the request no replica holds (dist_sched's
+    # candidates are those within 5 % of its cells' best, here (p, fast) only: not checked)
+    own = {"greedy": 0, "lpt": 0, "locality": 0, "bandwidth_aware": 0, "prfaas": 0, "heatmap": 1}
+    if method in own:
+        assert res.info.get("kv_refits", 0) == own[method]
     if "model_makespan_s" in res.info:
         assert res.info["model_makespan_s"] == pytest.approx(m.makespan_s, rel=1e-9)
 
@@ -130,3 +136,19 @@ def test_locality_leaves_a_prefix_match_that_holds_nothing_that_fits(fast: bool)
     assert list(res.plan.prefill) == [0, 1] and list(res.plan.decode) == [0, 1]
     assert res.info["prefix_matched"] == 0  # the match was not used
     assert evaluate(sc, res).feasible
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_dist_sched_takes_only_candidates_that_hold_the_request(fast: bool):
+    # both pairs are candidates (tolerance 10); the long requests (every third) fit only "big",
+    # whatever the candidate rotation would have picked; nothing is left to the fit rule
+    clusters = [{"name": "p", "role": "prefill", "prefill_tokens_per_s": 20000.0},
+                {"name": "fast", "role": "decode", "decode_tokens_per_s": 1000.0, "kv_capacity_gb": 0.001},
+                {"name": "big", "role": "decode", "kv_capacity_gb": 0.004}]
+    reqs = [{"arrival_s": 0.01 * i, "prompt_tokens": 1500 if i % 3 == 0 else 500, "output_tokens": 100}
+            for i in range(12)]
+    sc = load_scenario(make_scenario(clusters, reqs))
+    res = solve(sc, "dist_sched", tolerance=10.0, fast=fast)
+    assert "kv_refits" not in res.info
+    assert (res.plan.decode[0::3] == 2).all()
+    assert evaluate(sc, res).kv_misfits == 0
