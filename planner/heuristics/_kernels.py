@@ -546,7 +546,7 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
 @njit(cache=True)
 def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tps, dec_tps, cap,
                        memcap, active_den, use_prefix, bptr, bid, btok, n_blocks, dynamo,
-                       w_prefix, w_queue, w_kv, overlap_weight, block_tokens):
+                       w_prefix, w_queue, w_kv, overlap_weight, block_tokens, kvpt, kvcap):
     """cache_aware (see :mod:`planner.heuristics.cache_aware`): (prefill, decode) by request.
     In-flight requests per cluster: a FIFO clock (completion times never decrease), drained
     from the head; ``kv`` is the KV bytes the in-flight requests hold."""
@@ -570,9 +570,15 @@ def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tp
     depth = np.zeros(c)
     alive = np.empty(c, np.bool_)
     qc = np.empty(nk)
+    fit = np.empty(nk, np.bool_)
     for i in range(n):
         r = order[i]
         now = arrival[r]
+        n_fit = 0  # the choices whose decode replica holds the request's KV (a filter, as llm-d's)
+        for t in range(nk):
+            fit[t] = output[r] <= 0.0 or (prompt[r] + output[r]) * kvpt <= kvcap[d_arr[t]]
+            if fit[t]:
+                n_fit += 1
         for k in range(c):
             h = head[k]
             while h >= 0 and qt[h] <= now:
@@ -601,12 +607,16 @@ def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tp
             for k in range(c):
                 if alive[k]:
                     depth[k] = acc
+        if n_fit == 0:  # no replica holds it: refused
+            continue
         P = prompt[r]
         best = 0
         if not dynamo:
             hi = -np.inf
             lo = np.inf
             for t in range(nk):
+                if not fit[t]:
+                    continue
                 p = p_arr[t]
                 d = d_arr[t]
                 x = q[p] if p == d else (q[p] + q[d]) / 2.0
@@ -617,6 +627,8 @@ def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tp
             pm = max(P, 1.0)
             bs = -np.inf
             for t in range(nk):
+                if not fit[t]:
+                    continue
                 p = p_arr[t]
                 qs = (hi - qc[t]) / span if span > 0 else 1.0
                 sc = w_prefix * (depth[p] / pm) + w_queue * qs + w_kv * (1.0 - kvu[d_arr[t]])
@@ -626,6 +638,8 @@ def cache_aware_kernel(order, p_arr, d_arr, prompt, output, arrival, kvb, pre_tp
         else:
             bs = np.inf
             for t in range(nk):
+                if not fit[t]:
+                    continue
                 d = d_arr[t]
                 sc = overlap_weight * ((P - depth[p_arr[t]]) / block_tokens) + kv[d] / active_den[d]
                 if sc < bs:

@@ -18,7 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import Increments, InFlight, Prefixes, arrival_order, choice_pairs
+from planner.heuristics.common import (
+    Increments,
+    InFlight,
+    Prefixes,
+    arrival_order,
+    choice_pairs,
+    fit_capacity,
+    kv_need,
+)
 from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.metrics import compute_capacity, memory_capacity
@@ -74,7 +82,8 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
             np.asarray(compute_capacity(inst), f64), np.asarray(memory_capacity(inst), f64),
             np.asarray(inst.kv_bytes_per_token * block_tokens * inst.replicas, f64), on, bptr, bid,
             btok, nb, style == "dynamo", float(w_prefix), float(w_queue), float(w_kv),
-            float(overlap_weight), float(block_tokens))
+            float(overlap_weight), float(block_tokens), float(inst.kv_bytes_per_token),
+            fit_capacity(inst))
         return make_result(inst, "cache_aware", Plan(pre, dec), {"style": style, "path": "kernel"})
     same = p_arr == d_arr
     pf = Prefixes(inst)
@@ -86,23 +95,28 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
     out = inst.output_tokens
     prompt = inst.prompt_tokens
     order = arrival_order(inst)
+    need, kvcap = kv_need(inst), fit_capacity(inst)
     for r, pm, dm, _ in inc.each(order):
         now = float(inst.arrival_s[r])
         q = np.array([fl.count(k, now) for k in range(c)], np.float64)
         kvu = np.array(fl.kv) / memcap
         depth = prefix_depths(pf, r, c)
+        fit = (out[r] <= 0) | (need[r] <= kvcap[d_arr])  # a filter before the scores (llm-d)
+        if not fit.any():  # no replica holds it: refused
+            continue
         if style == "llmd":
             qc = np.where(same, q[p_arr], (q[p_arr] + q[d_arr]) / 2.0)
-            span = qc.max() - qc.min()
-            qs = (qc.max() - qc) / span if span > 0 else np.ones_like(qc)
+            hi, lo = qc[fit].max(), qc[fit].min()
+            span = hi - lo
+            qs = (hi - qc) / span if span > 0 else np.ones_like(qc)
             hit = depth[p_arr] / max(float(prompt[r]), 1.0)
             score = w_prefix * hit + w_queue * qs + w_kv * (1.0 - kvu[d_arr])
-            k = int(np.argmax(score))
+            k = int(np.argmax(np.where(fit, score, -np.inf)))
         else:
             blocks = (float(prompt[r]) - depth[p_arr]) / block_tokens
             active = np.array(fl.kv)[d_arr] / (inst.kv_bytes_per_token * block_tokens
                                                * inst.replicas[d_arr])
-            k = int(np.argmin(overlap_weight * blocks + active))
+            k = int(np.argmin(np.where(fit, overlap_weight * blocks + active, np.inf)))
         p, d = int(p_arr[k]), int(d_arr[k])
         pf.add(r, p)
         kv = float(inst.kv_bytes[r]) if out[r] > 0 else 0.0

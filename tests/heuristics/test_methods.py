@@ -117,7 +117,8 @@ def test_every_policy_decodes_only_where_the_kv_fits(method: str):
     # the policies that choose among fitting clusters themselves leave the fit rule (fit_plan)
     # nothing to move but, for the heatmap's cells, the request no replica holds (dist_sched's
     # candidates are those within 5 % of its cells' best, here (p, fast) only: not checked)
-    own = {"greedy": 0, "lpt": 0, "locality": 0, "bandwidth_aware": 0, "prfaas": 0, "heatmap": 1}
+    own = {"greedy": 0, "lpt": 0, "locality": 0, "bandwidth_aware": 0, "prfaas": 0, "cache_aware": 0,
+           "heatmap": 1}
     if method in own:
         assert res.info.get("kv_refits", 0) == own[method]
     if "model_makespan_s" in res.info:
