@@ -443,7 +443,7 @@ def _push(c, t, head, tail, qt, qnext, cnt, top):
 @njit(cache=True)
 def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, output, arrival,
                       use_prefix, bptr, bid, n_blocks, count_requests, balance_abs, balance_rel,
-                      c, kvpt, kvcap):
+                      c, kvpt, kvcap, pa, pd):
     """dist_sched (see :mod:`planner.heuristics.dist_sched`), by arrival position: (prefill,
     decode, branch). In-flight requests per cluster: the completion times a cluster is given
     never decrease (a FIFO clock), so its queue is a linked list drained from the head."""
@@ -491,33 +491,56 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
             loads[t] = x
             hi = max(hi, x)
             lo = min(lo, x)
-        if n_ok == 0:  # no candidate holds it: the cell's best, moved by the fit rule (fit_plan)
-            pick_p[i] = cp[cl, 0]
-            pick_d[i] = cd[cl, 0]
-            continue
-        start = i % k
-        if hi - lo > balance_abs and hi > balance_rel * lo:
-            branch[i] = 1
-        elif use_prefix:
-            for q in range(bptr[r], bptr[r + 1]):  # longest leading run held by a candidate
-                blk = bid[q]
-                anyh = False
-                for t in range(k):
-                    new[t] = elig[t] and hold[blk, cp[cl, t]]
-                    anyh = anyh or new[t]
-                if not anyh:
-                    break
-                for t in range(k):
-                    elig[t] = new[t]
-        best = -1
-        for s in range(k):
-            t = start + s
-            if t >= k:
-                t -= k
-            if elig[t] and (best < 0 or loads[t] < loads[best]):
-                best = t
-        p = cp[cl, best]
-        d = cd[cl, best]
+        if n_ok == 0:  # no candidate holds it: the least-loaded choice that does (a retry)
+            p = -1
+            d = -1
+            bl = np.inf
+            for t in range(pa.size):
+                dd = pd[t]
+                if (prompt[r] + output[r]) * kvpt > kvcap[dd]:
+                    continue
+                pp = pa[t]
+                if count_requests:
+                    _drain(pp, now, head, qt, qnext, cnt)
+                    x = float(cnt[pp])
+                    if dd != pp:
+                        _drain(dd, now, head, qt, qnext, cnt)
+                        x += float(cnt[dd])
+                else:
+                    x = work[pp] + (work[dd] if dd != pp else 0.0)
+                if x < bl:
+                    bl = x
+                    p = pp
+                    d = dd
+            branch[i] = 2
+            if p < 0:  # no replica holds it: refused
+                pick_p[i] = -1
+                pick_d[i] = -1
+                continue
+        else:
+            start = i % k
+            if hi - lo > balance_abs and hi > balance_rel * lo:
+                branch[i] = 1
+            elif use_prefix:
+                for q in range(bptr[r], bptr[r + 1]):  # longest leading run held by a candidate
+                    blk = bid[q]
+                    anyh = False
+                    for t in range(k):
+                        new[t] = elig[t] and hold[blk, cp[cl, t]]
+                        anyh = anyh or new[t]
+                    if not anyh:
+                        break
+                    for t in range(k):
+                        elig[t] = new[t]
+            best = -1
+            for s in range(k):
+                t = start + s
+                if t >= k:
+                    t -= k
+                if elig[t] and (best < 0 or loads[t] < loads[best]):
+                    best = t
+            p = cp[cl, best]
+            d = cd[cl, best]
         wp = prompt[r] * pre_rate[p]
         wd = output[r] * dec_rate[d]
         if count_requests:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.heuristics.common import arrival_order, fit_plan
+from planner.heuristics.common import arrival_order
+from planner.heuristics.greedy import make_result
 from planner.instance import Instance
-from planner.plan import Plan
+from planner.plan import Plan, Result
 from planner.registry import register
 
 
@@ -28,7 +29,7 @@ def _colocate_or_cycle(inst: Instance, pre: np.ndarray, pick: np.ndarray) -> np.
 
 @register("round_robin", "cycle through prefill clusters in arrival order; decode on the same "
           "cluster when it can, else cycle through the decode clusters reachable from it")
-def round_robin(inst: Instance) -> Plan:
+def round_robin(inst: Instance) -> Result:
     """Round robin (the default of most load balancers). Online."""
     n = inst.n_requests
     order = arrival_order(inst)
@@ -37,12 +38,12 @@ def round_robin(inst: Instance) -> Plan:
     k[order] = np.arange(n)
     pre = pc[k % len(pc)]
     dec = _colocate_or_cycle(inst, pre, k // len(pc))
-    return Plan(*fit_plan(inst, pre, dec)[:2])
+    return make_result(inst, "round_robin", Plan(pre, dec))
 
 
 @register("random", "uniformly random prefill cluster and reachable decode cluster (seeded)",
           options={"seed": 0})
-def random_policy(inst: Instance, seed: int = 0) -> Plan:
+def random_policy(inst: Instance, seed: int = 0) -> Result:
     """Uniform random placement, a baseline. Online; ``seed`` makes it repeatable."""
     rng = np.random.default_rng(seed)
     n = inst.n_requests
@@ -54,4 +55,4 @@ def random_policy(inst: Instance, seed: int = 0) -> Plan:
         rows = pre == p
         cands = np.flatnonzero(inst.can_decode & inst.reachable[p])
         dec[rows] = cands[(draw[rows] * len(cands)).astype(np.int64)]
-    return Plan(*fit_plan(inst, pre, dec)[:2])
+    return make_result(inst, "random", Plan(pre, dec))

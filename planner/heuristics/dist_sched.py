@@ -31,7 +31,7 @@ import heapq
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import Prefixes, arrival_order, fit_capacity, kv_need
+from planner.heuristics.common import Prefixes, arrival_order, choice_pairs, fit_capacity, kv_need
 from planner.heuristics.greedy import make_result
 from planner.heuristics.heatmap import build_heatmap
 from planner.instance import Instance
@@ -39,7 +39,7 @@ from planner.metrics import compute_capacity, decode_work_seconds, prefill_secon
 from planner.plan import Plan, Result
 from planner.registry import register
 
-LOCALITY, LEAST_LOAD = 0, 1
+LOCALITY, LEAST_LOAD, REFIT = 0, 1, 2  # REFIT: no candidate holds it, any choice that does
 
 
 @register("dist_sched", "DeepServe cascade: heatmap candidates, then longest prefix match if "
@@ -76,7 +76,8 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
             np.asarray(dec_rate, np.float64), np.asarray(inst.prompt_tokens, np.float64),
             np.asarray(inst.output_tokens, np.float64), np.asarray(inst.arrival_s, np.float64),
             bool(inst.prefix_blocks.size > 0), bptr, bid, nb, load == "requests",
-            float(balance_abs), float(balance_rel), c, float(inst.kv_bytes_per_token), kvcap)
+            float(balance_abs), float(balance_rel), c, float(inst.kv_bytes_per_token), kvcap,
+            *choice_pairs(inst))
         return _result(inst, order, pick_p, pick_d, branch, hm, "kernel")
     cell = (ci * hm.shape[1] + cj).tolist()
     k = hm.cand_prefill.shape[2]
@@ -98,10 +99,11 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     pick_p = [0] * n
     pick_d = [0] * n
     branch = bytearray(n)
-    hpop, hpush = heapq.heappop, heapq.heappush
+    hpush = heapq.heappush
     holders = pf.holders
     need = kv_need(inst)[order].tolist()
     fit_cap = kvcap.tolist()
+    all_pairs = list(zip(*(x.tolist() for x in choice_pairs(inst)), strict=True))
     for i, r in enumerate(order.tolist()):
         now = arrival[i]
         cs = cands[cell[i]]
@@ -111,43 +113,52 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
                 loads.append(None)
                 continue
             if count_requests:
-                h = heaps[p]
-                while h and h[0] <= now:
-                    hpop(h)
-                x = len(h)
+                x = _queue(heaps[p], now)
                 if d != p:
-                    h = heaps[d]
-                    while h and h[0] <= now:
-                        hpop(h)
-                    x += len(h)
+                    x += _queue(heaps[d], now)
             else:
                 x = work[p] + (work[d] if d != p else 0.0)
             loads.append(x)
         ok = [x for x in loads if x is not None]
-        if not ok:  # no candidate holds it: the cell's best, moved by the fit rule (fit_plan)
-            pick_p[i], pick_d[i] = cs[0][0], cs[0][1]
-            continue
-        hi, lo = max(ok), min(ok)
-        start = i % len(cs)
-        if hi - lo > balance_abs and hi > balance_rel * lo:
-            best = _least(loads, start, None, cs)
-            branch[i] = LEAST_LOAD
+        if not ok:  # no candidate holds it: the least-loaded choice that does (a retry)
+            best_x, p, d = float("inf"), -1, -1
+            for pp, dd in all_pairs:
+                if need[i] > fit_cap[dd]:
+                    continue
+                if count_requests:
+                    x = _queue(heaps[pp], now)
+                    if dd != pp:
+                        x += _queue(heaps[dd], now)
+                else:
+                    x = work[pp] + (work[dd] if dd != pp else 0.0)
+                if x < best_x:
+                    best_x, p, d = x, pp, dd
+            branch[i] = REFIT
+            if p < 0:  # no replica holds it: refused
+                pick_p[i] = pick_d[i] = -1
+                continue
         else:
-            mask = -1
-            if use_prefix:
-                a, b = pf.ptr[r], pf.ptr[r + 1]
-                if a < b:
-                    mask = 0
-                    for (_, _, bit), x in zip(cs, loads, strict=True):
-                        if x is not None:  # the candidates that hold it
-                            mask |= bit
-                    for q in range(a, b):  # longest leading run held by some candidate
-                        m2 = mask & holders.get(pf.blocks[q], 0)
-                        if not m2:
-                            break
-                        mask = m2
-            best = _least(loads, start, mask, cs)
-        p, d, _ = cs[best]
+            hi, lo = max(ok), min(ok)
+            start = i % len(cs)
+            if hi - lo > balance_abs and hi > balance_rel * lo:
+                best = _least(loads, start, None, cs)
+                branch[i] = LEAST_LOAD
+            else:
+                mask = -1
+                if use_prefix:
+                    a, b = pf.ptr[r], pf.ptr[r + 1]
+                    if a < b:
+                        mask = 0
+                        for (_, _, bit), x in zip(cs, loads, strict=True):
+                            if x is not None:  # the candidates that hold it
+                                mask |= bit
+                        for q in range(a, b):  # longest leading run held by some candidate
+                            m2 = mask & holders.get(pf.blocks[q], 0)
+                            if not m2:
+                                break
+                            mask = m2
+                best = _least(loads, start, mask, cs)
+            p, d, _ = cs[best]
         wp = prompt[i] * pre_rate[p]
         wd = output[i] * dec_rate[d]
         if count_requests:
@@ -174,6 +185,13 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
         pick_d[i] = d
     return _result(inst, order, np.array(pick_p, np.int64), np.array(pick_d, np.int64),
                    np.frombuffer(bytes(branch), np.int8), hm, "general")
+
+
+def _queue(h: list[float], now: float) -> int:
+    """Requests in flight on a cluster at ``now``: its completion heap, drained."""
+    while h and h[0] <= now:
+        heapq.heappop(h)
+    return len(h)
 
 
 def _least(loads: list, start: int, mask: int | None, cs: list) -> int:
@@ -205,4 +223,5 @@ def _result(inst: Instance, order: np.ndarray, pick_p: np.ndarray, pick_d: np.nd
     return make_result(inst, "dist_sched", Plan(pre, dec), {
         "heatmap": hm, "branch": br, "path": path,
         "branches": {"locality": int((br == LOCALITY).sum()),
-                     "least_load": int((br == LEAST_LOAD).sum())}})
+                     "least_load": int((br == LEAST_LOAD).sum()),
+                     "refit": int((br == REFIT).sum())}})

@@ -115,10 +115,10 @@ def test_every_policy_decodes_only_where_the_kv_fits(method: str):
     assert list(res.plan.refused.nonzero()[0]) == [12]
     assert (res.plan.decode[1:12:2] == 2).all()  # the long ones on big
     # the policies that choose among fitting clusters themselves leave the fit rule (fit_plan)
-    # nothing to move but, for the heatmap's cells, the request no replica holds (dist_sched's
-    # candidates are those within 5 % of its cells' best, here (p, fast) only: not checked)
+    # nothing to move but, for the heatmap's cells, the request no replica holds (dist_sched
+    # refuses it itself); round_robin alternates "fast" and "big", the long ones already on big
     own = {"greedy": 0, "lpt": 0, "locality": 0, "bandwidth_aware": 0, "prfaas": 0, "cache_aware": 0,
-           "heatmap": 1}
+           "dist_sched": 0, "heatmap": 1, "round_robin": 1}
     if method in own:
         assert res.info.get("kv_refits", 0) == own[method]
     if "model_makespan_s" in res.info:
@@ -153,3 +153,22 @@ def test_dist_sched_takes_only_candidates_that_hold_the_request(fast: bool):
     assert "kv_refits" not in res.info
     assert (res.plan.decode[0::3] == 2).all()
     assert evaluate(sc, res).kv_misfits == 0
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_dist_sched_retries_on_the_least_loaded_choice_that_fits(fast: bool):
+    # dist_sched's only candidate is (p1|p2, fast), within 5 % of the best; the long requests fit
+    # only "big": each is retried on the least-loaded choice holding it, so their prefills spread
+    # over p1 and p2 (they all went to p1, unseen by the balance rule)
+    clusters = [{"name": "p1", "role": "prefill", "prefill_tokens_per_s": 2000.0},
+                {"name": "p2", "role": "prefill", "prefill_tokens_per_s": 2000.0},
+                {"name": "fast", "role": "decode", "decode_tokens_per_s": 1000.0, "kv_capacity_gb": 0.001},
+                {"name": "big", "role": "decode", "kv_capacity_gb": 0.004}]
+    reqs = [{"arrival_s": 0.01 * i, "prompt_tokens": 1500 if i % 2 else 500, "output_tokens": 100}
+            for i in range(40)]
+    sc = load_scenario(make_scenario(clusters, reqs))
+    res = solve(sc, "dist_sched", load="seconds", balance_abs=0.01, fast=fast)
+    long_pre = res.plan.prefill[1::2]
+    assert (res.plan.decode[1::2] == 3).all() and "kv_refits" not in res.info
+    assert res.info["branches"]["refit"] == 20
+    assert abs(int((long_pre == 0).sum()) - int((long_pre == 1).sum())) <= 2
