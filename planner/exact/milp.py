@@ -1,5 +1,5 @@
 """MILP backends of the placement model (:mod:`planner.exact._model`): PuLP (CBC by default)
-and OR-Tools linear_solver (SCIP or HiGHS)."""
+and OR-Tools (SCIP through linear_solver, HiGHS through MathOpt)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def milp(inst: Instance, **opts: Any) -> Result:
           "or HIGHS): plan, proven bound and gap",
           options={**COMMON, "solver": "SCIP"}, kind="exact", online=False)
 def milp_ortools(inst: Instance, **opts: Any) -> Result:
-    from planner.exact._backends.ortools_mip import solve_linear_solver
+    from planner.exact._backends.ortools_mip import solve_linear_solver, solve_mathopt
 
     solver = str(opts.get("solver", "SCIP"))
     if solver.upper() not in ("SCIP", "HIGHS", "CBC", "CP_SAT"):
@@ -44,9 +44,11 @@ def milp_ortools(inst: Instance, **opts: Any) -> Result:
                 "solver", "OR-Tools cannot use this solver here (it ships SCIP, HIGHS, CBC)",
                 solver)])
 
+    solve_fn = solve_mathopt if solver.upper() == "HIGHS" else solve_linear_solver
+
     def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
-        return solve_linear_solver(buf, obj, T, hint, solver=solver, **kw)
+        return solve_fn(buf, obj, T, hint, solver=solver, **kw)
 
     res = run_exact(inst, "milp_ortools", fn, opts)
-    res.info["solver"] = f"ortools/{solver}"
+    res.info["solver"] = f"ortools/{solver}" + ("/mathopt" if solver.upper() == "HIGHS" else "")
     return res
