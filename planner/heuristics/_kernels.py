@@ -441,6 +441,20 @@ def _push(c, t, head, tail, qt, qnext, cnt, top):
 
 
 @njit(cache=True)
+def _pair_load(p, d, now, count_requests, head, qt, qnext, cnt, work):
+    """dist_sched's load of a (prefill, decode) choice: requests in flight on both clusters at
+    ``now`` (queues drained), or their booked work in seconds."""
+    if count_requests:
+        _drain(p, now, head, qt, qnext, cnt)
+        x = float(cnt[p])
+        if d != p:
+            _drain(d, now, head, qt, qnext, cnt)
+            x += float(cnt[d])
+        return x
+    return work[p] + (work[d] if d != p else 0.0)
+
+
+@njit(cache=True)
 def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, output, arrival,
                       use_prefix, bptr, bid, n_blocks, count_requests, balance_abs, balance_rel,
                       c, kvpt, kvcap, pa, pd):
@@ -480,14 +494,7 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
             if not elig[t]:
                 continue
             n_ok += 1
-            if count_requests:
-                _drain(p, now, head, qt, qnext, cnt)
-                x = float(cnt[p])
-                if d != p:
-                    _drain(d, now, head, qt, qnext, cnt)
-                    x += float(cnt[d])
-            else:
-                x = work[p] + (work[d] if d != p else 0.0)
+            x = _pair_load(p, d, now, count_requests, head, qt, qnext, cnt, work)
             loads[t] = x
             hi = max(hi, x)
             lo = min(lo, x)
@@ -500,14 +507,7 @@ def dist_sched_kernel(order, cell, cp, cd, ncand, pre_rate, dec_rate, prompt, ou
                 if (prompt[r] + output[r]) * kvpt > kvcap[dd]:
                     continue
                 pp = pa[t]
-                if count_requests:
-                    _drain(pp, now, head, qt, qnext, cnt)
-                    x = float(cnt[pp])
-                    if dd != pp:
-                        _drain(dd, now, head, qt, qnext, cnt)
-                        x += float(cnt[dd])
-                else:
-                    x = work[pp] + (work[dd] if dd != pp else 0.0)
+                x = _pair_load(pp, dd, now, count_requests, head, qt, qnext, cnt, work)
                 if x < bl:
                     bl = x
                     p = pp

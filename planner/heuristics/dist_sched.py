@@ -104,6 +104,13 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     need = kv_need(inst)[order].tolist()
     fit_cap = kvcap.tolist()
     all_pairs = list(zip(*(x.tolist() for x in choice_pairs(inst)), strict=True))
+
+    def load_of(p: int, d: int, now: float) -> float:
+        """The load of a choice: requests in flight on both clusters, or their booked work."""
+        if count_requests:
+            return float(_queue(heaps[p], now) + (_queue(heaps[d], now) if d != p else 0))
+        return work[p] + (work[d] if d != p else 0.0)
+
     for i, r in enumerate(order.tolist()):
         now = arrival[i]
         cs = cands[cell[i]]
@@ -112,25 +119,14 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
             if output[i] > 0 and need[i] > fit_cap[d]:  # its KV does not fit d: not a candidate
                 loads.append(None)
                 continue
-            if count_requests:
-                x = _queue(heaps[p], now)
-                if d != p:
-                    x += _queue(heaps[d], now)
-            else:
-                x = work[p] + (work[d] if d != p else 0.0)
-            loads.append(x)
+            loads.append(load_of(p, d, now))
         ok = [x for x in loads if x is not None]
         if not ok:  # no candidate holds it: the least-loaded choice that does (a retry)
             best_x, p, d = float("inf"), -1, -1
             for pp, dd in all_pairs:
                 if need[i] > fit_cap[dd]:
                     continue
-                if count_requests:
-                    x = _queue(heaps[pp], now)
-                    if dd != pp:
-                        x += _queue(heaps[dd], now)
-                else:
-                    x = work[pp] + (work[dd] if dd != pp else 0.0)
+                x = load_of(pp, dd, now)
                 if x < best_x:
                     best_x, p, d = x, pp, dd
             branch[i] = REFIT
