@@ -168,6 +168,10 @@ class Objective:
     served_const: int = 0
     cost_terms: Terms = field(default_factory=list)
     eps: float = 0.0  # served: weight of T in the float objective
+    # cost: float solvers see the money terms times this (their largest coefficient becomes 1):
+    # costs of 1e-7 $ would otherwise sit below their absolute tolerances (measured: HiGHS then
+    # called 4x the optimum optimal, with a bound above the optimum)
+    scale: float = 1.0
 
 
 class PlacementModel:
@@ -327,7 +331,8 @@ class PlacementModel:
     def objective(self) -> Objective:
         v = self.vars
         if self.objective_name == "cost":
-            return Objective("cost", cost_terms=self.cost_terms)
+            top = max((abs(c) for _, c in self.cost_terms), default=0.0)
+            return Objective("cost", cost_terms=self.cost_terms, scale=1.0 / top if top > 0 else 1.0)
         if self.refusal:
             return Objective("served", s_terms=list(v.s), eps=0.5 / float(self.inst.horizon_s))
         return Objective("makespan", served_const=int(self.items.count.sum()))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.exact._backends.rows import RowBuffer, SolveOutcome
+from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
@@ -175,7 +175,10 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
     model = PlacementModel(inst, items, symmetry=False)
     buf = RowBuffer()
     v = model.build(buf, float("inf"))
-    st, vals, f_lp, duals = solve_lp(buf, model.objective(), v.T, time_limit=30.0, num_workers=1)
+    obj = model.objective()
+    st, vals, f_solver, duals = solve_lp(buf, obj, v.T, time_limit=30.0, num_workers=1)
+    f_lp = to_problem_units(obj, f_solver, False) if inst.objective in ("makespan", "cost") \
+        else f_solver
     info["lp_status"] = st
     info["lp_value"] = f_lp
     if not duals:

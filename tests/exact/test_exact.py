@@ -381,3 +381,18 @@ def test_aggregated_classes_split_by_kv_fit(mode):
     assert res.objective == pytest.approx(3.4, rel=1e-9)
     assert list(res.plan.decode) == [1, 2]
     assert evaluate_arrays(inst, res.plan).kv_misfits == 0
+
+
+@pytest.mark.parametrize("price", [1e-5, 1.0])
+def test_cost_with_tiny_prices_is_exact(method, price):
+    # the same cost instance with every price times 1e-5: costs of about 1e-7 $ sit below the
+    # MILP solvers' absolute tolerances unless the objective is scaled (HiGHS called a plan 4x
+    # the optimum optimal, with a bound above the optimum); the optimum scales with the prices
+    clusters = [{**c, "cost_per_hour": price * (1.0 + k)} for k, c in enumerate(TWO_DC["clusters"])]
+    links = [{**TWO_DC["links"][0], "cost_per_gb": price}]
+    inst = instance(clusters, REQS, links, objective="cost", horizon_s=30.0)
+    opt, _ = brute_force(inst)
+    res = run(inst, method, warm_start="none")
+    assert res.status == "optimal", (res.status, res.termination)
+    assert res.objective == pytest.approx(opt, rel=1e-6)
+    assert res.bound <= opt * (1 + 1e-9)

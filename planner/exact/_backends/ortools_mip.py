@@ -145,7 +145,7 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     R = mathopt.TerminationReason
     if reason == R.OPTIMAL:
         st = "optimal"
-    elif reason == R.INFEASIBLE:
+    elif reason in (R.INFEASIBLE, R.INFEASIBLE_OR_UNBOUNDED):  # every variable is bounded
         st = "infeasible"
     elif has_sol:
         st = "feasible"
@@ -159,7 +159,11 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     bound = dual if math.isfinite(dual) else None
     if bound is not None and f is not None:
         bound = min(bound, f)
-    word = reason.name.lower() + (f" ({res.termination.detail})" if res.termination.detail else "")
+    word = reason.name.lower()
+    if reason in (R.FEASIBLE, R.NO_SOLUTION_FOUND):
+        word += f" ({res.termination.limit.name.lower()} limit)"
+    if res.termination.detail:
+        word += f" ({res.termination.detail})"
     term = f"{solver.upper()} (MathOpt): {word}"
     hist = [(clock(), to_problem_units(obj, f, False), to_problem_units(obj, bound, True))]
     return SolveOutcome(st, vals.__getitem__ if vals is not None else None,
