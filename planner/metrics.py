@@ -50,18 +50,25 @@ def kv_memory_time(inst: Instance, prompt, output, cluster):
             * decode_residency_seconds(inst, output, cluster))
 
 
+def kv_fit_bytes(inst: Instance) -> np.ndarray:
+    """Per cluster, the most KV bytes a request may hold at its end and still fit one replica:
+    the replica's KV capacity, with a 1e-12 float tolerance."""
+    return np.asarray(inst.kv_capacity_bytes, np.float64) * (1 + 1e-12)
+
+
+def kv_need_bytes(inst: Instance, tokens=None) -> np.ndarray:
+    """KV bytes of ``tokens`` tokens; by default each request's prompt + output, what it holds
+    during its last decode step."""
+    if tokens is None:
+        tokens = inst.prompt_tokens + inst.output_tokens
+    return np.asarray(tokens, np.float64) * inst.kv_bytes_per_token
+
+
 def kv_fits(inst: Instance, tokens, cluster) -> np.ndarray:
     """Whether one replica of ``cluster`` holds ``tokens`` tokens of KV. A decoding request holds
     prompt + output tokens during its last step, so it needs a replica that holds that many
     (the replay drops it as ``too_large`` otherwise)."""
-    return kv_fits_capacity(inst, tokens, inst.kv_capacity_bytes[cluster])
-
-
-def kv_fits_capacity(inst: Instance, tokens, capacity_bytes) -> np.ndarray:
-    """Whether a replica holding ``capacity_bytes`` of KV holds ``tokens`` tokens (the rule of
-    :func:`kv_fits`, for capacities not tied to a cluster index)."""
-    return (np.asarray(tokens, np.float64) * inst.kv_bytes_per_token
-            <= np.asarray(capacity_bytes, np.float64) * (1 + 1e-12))
+    return kv_need_bytes(inst, tokens) <= kv_fit_bytes(inst)[cluster]
 
 
 def kv_misfits(inst: Instance, prefill: np.ndarray, decode: np.ndarray) -> np.ndarray:

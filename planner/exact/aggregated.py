@@ -40,7 +40,7 @@ from planner.exact._run import (
 )
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays, kv_fits_capacity
+from planner.metrics import evaluate_arrays, kv_fit_bytes, kv_need_bytes
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -81,9 +81,9 @@ class ClassKeys:
         self.n_groups = int(first.max(initial=-1)) + 2
         self.origin = inst.origin.astype(np.int64) if by_origin else np.zeros(n, np.int64)
         self.n_orig = int(self.origin.max(initial=0)) + 1
-        caps = np.unique(inst.kv_capacity_bytes[inst.can_decode])
-        need = np.where(o > 0, p + o, 0.0)
-        self.fit = (~kv_fits_capacity(inst, need[:, None], caps[None, :])).sum(axis=1).astype(np.int64)
+        caps = np.unique(kv_fit_bytes(inst)[inst.can_decode])
+        need = kv_need_bytes(inst, np.where(o > 0, p + o, 0.0))
+        self.fit = (need[:, None] > caps[None, :]).sum(axis=1).astype(np.int64)
         self.n_fit = caps.size + 1
 
     def keys(self, ratio: float) -> tuple[np.ndarray, int]:

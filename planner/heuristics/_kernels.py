@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from planner.heuristics.common import choice_pairs, fit_capacity
+from planner.heuristics.common import choice_pairs
 from planner.instance import Instance
-from planner.metrics import compute_capacity, memory_capacity
+from planner.metrics import compute_capacity, kv_fit_bytes, memory_capacity
 
 PO, DO, MX = 0, 1, 2  # prefill-only, decode-only, mixed
 INF = np.inf
@@ -156,7 +156,7 @@ def prepare(inst: Instance) -> Prepared | None:
         kind=kind, cdc=cdc, n_dc=n_dc, reach=reach, rptr=rptr, rlinks=rlinks,
         inv_bw=np.asarray(inv_bw, np.float64), has_links=has_links, has_choice=has_choice,
         use_prefix=on, bptr=bptr, bid=bid, btok=btok, dup=dup, n_blocks=nb,
-        kvcap=fit_capacity(inst))
+        kvcap=kv_fit_bytes(inst))
 
 
 MODE_GREEDY, MODE_LOCALITY, MODE_BANDWIDTH = 0, 1, 2

@@ -18,18 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import (
-    Increments,
-    InFlight,
-    Prefixes,
-    arrival_order,
-    choice_pairs,
-    fit_capacity,
-    kv_need,
-)
+from planner.heuristics.common import Increments, InFlight, Prefixes, arrival_order, choice_pairs
 from planner.heuristics.greedy import make_result
 from planner.instance import Instance
-from planner.metrics import compute_capacity, memory_capacity
+from planner.metrics import compute_capacity, kv_fit_bytes, kv_need_bytes, memory_capacity
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -83,7 +75,7 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
             np.asarray(inst.kv_bytes_per_token * block_tokens * inst.replicas, f64), on, bptr, bid,
             btok, nb, style == "dynamo", float(w_prefix), float(w_queue), float(w_kv),
             float(overlap_weight), float(block_tokens), float(inst.kv_bytes_per_token),
-            fit_capacity(inst))
+            kv_fit_bytes(inst))
         return make_result(inst, "cache_aware", Plan(pre, dec), {"style": style, "path": "kernel"})
     same = p_arr == d_arr
     pf = Prefixes(inst)
@@ -95,7 +87,7 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
     out = inst.output_tokens
     prompt = inst.prompt_tokens
     order = arrival_order(inst)
-    need, kvcap = kv_need(inst), fit_capacity(inst)
+    need, kvcap = kv_need_bytes(inst), kv_fit_bytes(inst)
     for r, pm, dm, _ in inc.each(order):
         now = float(inst.arrival_s[r])
         q = np.array([fl.count(k, now) for k in range(c)], np.float64)

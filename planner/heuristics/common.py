@@ -19,7 +19,10 @@ from planner.metrics import (
     compute_capacity,
     decode_residency_seconds,
     decode_work_seconds,
+    kv_fit_bytes,
     kv_memory_time,
+    kv_misfits,
+    kv_need_bytes,
     memory_capacity,
     prefill_seconds,
 )
@@ -58,19 +61,6 @@ def choice_pairs(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
     return p.astype(np.int64), d.astype(np.int64)
 
 
-def fit_capacity(inst: Instance) -> np.ndarray:
-    """Per cluster, the most KV bytes a request may need at its end and still fit one replica:
-    :func:`planner.metrics.kv_fits` as ``(prompt + output) x kv_bytes_per_token <= this``. A
-    live policy never sends a request to a decode cluster it does not fit (the replay drops it
-    as too large)."""
-    return np.asarray(inst.kv_capacity_bytes, np.float64) * (1 + 1e-12)
-
-
-def kv_need(inst: Instance) -> np.ndarray:
-    """KV bytes each request holds at its last decode step (compared with fit_capacity)."""
-    return (inst.prompt_tokens.astype(np.float64) + inst.output_tokens) * inst.kv_bytes_per_token
-
-
 def fit_plan(inst: Instance, prefill: np.ndarray, decode: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, int]:
     """A policy's plan with every request decoded where its KV fits, as a router does when a
@@ -78,21 +68,24 @@ def fit_plan(inst: Instance, prefill: np.ndarray, decode: np.ndarray
     the request's prefill cluster, with the largest replica KV (ties: lowest index); failing
     that, on the choice pair (p-major) whose decode cluster holds the most KV; a request no
     cluster holds is refused. Returns (prefill, decode, requests moved or refused)."""
-    out = inst.output_tokens
     pre, dec = np.array(prefill, np.int64), np.array(decode, np.int64)
-    on = (pre >= 0) & (dec >= 0) & (out > 0)
-    cap, need = fit_capacity(inst), kv_need(inst)
-    bad = np.flatnonzero(on & (need > cap[np.maximum(dec, 0)]))
+    bad = np.flatnonzero(kv_misfits(inst, pre, dec))
     if bad.size == 0:
         return pre, dec, 0
+    cap, need = kv_fit_bytes(inst), kv_need_bytes(inst)[bad]
     cp, cd = choice_pairs(inst)
     rank = np.lexsort((cd, -cap[cd]))  # choices by decode KV, largest first
     cp, cd = cp[rank], cd[rank]
-    for r in bad.tolist():
-        fits = need[r] <= cap[cd]
-        here = np.flatnonzero(fits & (cp == pre[r]))
-        k = here[0] if here.size else (np.flatnonzero(fits)[0] if fits.any() else -1)
-        pre[r], dec[r] = (cp[k], cd[k]) if k >= 0 else (-1, -1)
+    # each prefill cluster's first choice holds the most KV among its choices, and choice 0
+    # the most of all: a request fits one of them or none
+    first = np.full(inst.n_clusters, -1, np.int64)
+    ps, at = np.unique(cp, return_index=True)
+    first[ps] = at
+    here = first[pre[bad]]
+    k = np.where((here >= 0) & (need <= cap[cd[np.maximum(here, 0)]]), here,
+                 np.where(need <= cap[cd[0]], 0, -1))
+    pre[bad] = np.where(k >= 0, cp[k], -1)
+    dec[bad] = np.where(k >= 0, cd[k], -1)
     return pre, dec, int(bad.size)
 
 
@@ -241,8 +234,8 @@ class LoadState:
         self.route_links = [np.flatnonzero(row) for row in routes]
         self.has_links = bool(inc.any())
         self.prefill_only = np.unique(self.p)
-        self.kvcap = fit_capacity(inst)
-        self.need = kv_need(inst)
+        self.kvcap = kv_fit_bytes(inst)
+        self.need = kv_need_bytes(inst)
 
     def makespan(self) -> float:
         return float(max(self.comp.max(initial=0.0), self.mem.max(initial=0.0),

@@ -31,11 +31,17 @@ import heapq
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import Prefixes, arrival_order, choice_pairs, fit_capacity, kv_need
+from planner.heuristics.common import Prefixes, arrival_order, choice_pairs
 from planner.heuristics.greedy import make_result
 from planner.heuristics.heatmap import build_heatmap
 from planner.instance import Instance
-from planner.metrics import compute_capacity, decode_work_seconds, prefill_seconds
+from planner.metrics import (
+    compute_capacity,
+    decode_work_seconds,
+    kv_fit_bytes,
+    kv_need_bytes,
+    prefill_seconds,
+)
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -64,7 +70,7 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     cap = compute_capacity(inst)
     pre_rate = prefill_seconds(inst, np.ones(c), cl) / cap
     dec_rate = decode_work_seconds(inst, np.ones(c), cl) / cap
-    kvcap = fit_capacity(inst)
+    kvcap = kv_fit_bytes(inst)
     if fast:
         k = hm.cand_prefill.shape[2]
         cp = np.ascontiguousarray(hm.cand_prefill.reshape(-1, k), np.int64)
@@ -101,7 +107,7 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
     branch = bytearray(n)
     hpush = heapq.heappush
     holders = pf.holders
-    need = kv_need(inst)[order].tolist()
+    need = kv_need_bytes(inst)[order].tolist()
     fit_cap = kvcap.tolist()
     all_pairs = list(zip(*(x.tolist() for x in choice_pairs(inst)), strict=True))
 

@@ -22,17 +22,9 @@ import logging
 import numpy as np
 
 from planner.heuristics import _kernels
-from planner.heuristics.common import (
-    Increments,
-    LoadState,
-    arrival_order,
-    choice_pairs,
-    fit_capacity,
-    fit_plan,
-    kv_need,
-)
+from planner.heuristics.common import Increments, LoadState, arrival_order, choice_pairs, fit_plan
 from planner.instance import Instance
-from planner.metrics import decode_work_seconds, kv_memory_time, prefill_seconds
+from planner.metrics import decode_work_seconds, kv_fit_bytes, kv_memory_time, kv_need_bytes, prefill_seconds
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -78,7 +70,7 @@ def _pool(inst: Instance, order: np.ndarray, fast: bool = True
     runs the same steps compiled."""
     n, c = inst.n_requests, inst.n_clusters
     # a request whose KV fits no replica (all are alike) is refused, as on the general path
-    order = order[(inst.output_tokens[order] <= 0) | (kv_need(inst)[order] <= fit_capacity(inst)[0])]
+    order = order[(inst.output_tokens[order] <= 0) | (kv_need_bytes(inst)[order] <= kv_fit_bytes(inst)[0])]
     prompt = inst.prompt_tokens.astype(np.float64)
     out = inst.output_tokens.astype(np.float64)
     cap, memcap = inst.replicas[0], inst.replicas[0] * inst.kv_capacity_bytes[0]

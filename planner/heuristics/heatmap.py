@@ -28,16 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from planner.heuristics.common import (
-    choice_pairs,
-    fit_capacity,
-    kv_need,
-    parse_floats,
-    transfer_bytes,
-)
+from planner.heuristics.common import choice_pairs, parse_floats, transfer_bytes
 from planner.heuristics.greedy import make_result
 from planner.instance import Instance
-from planner.metrics import decode_residency_seconds, decode_work_seconds, prefill_seconds
+from planner.metrics import (
+    decode_residency_seconds,
+    decode_work_seconds,
+    kv_fit_bytes,
+    kv_need_bytes,
+    prefill_seconds,
+)
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -120,7 +120,7 @@ class Heatmap:
                capacity: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(prefill, decode) cluster of each request: one vectorized table lookup. With each
         request's KV ``need`` (bytes) and each cluster's ``capacity`` (see
-        :func:`planner.heuristics.common.fit_capacity`), a decoding request takes its cell's
+        :func:`planner.metrics.kv_fit_bytes`), a decoding request takes its cell's
         best candidate whose decode cluster holds it (the best overall when none does)."""
         i, j = self.cells(prompt, output)
         pre, dec = self.best_prefill[i, j], self.best_decode[i, j]
@@ -294,6 +294,6 @@ def heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int = 8,
     ``Result.info["heatmap"]`` (``to_dict``/``to_csv``/``to_json``)."""
     hm = build_heatmap(inst, prefill_buckets, decode_buckets, prefill_edges or None,
                        decode_edges or None, cost, candidates=4)
-    pre, dec = hm.lookup(inst.prompt_tokens, inst.output_tokens, kv_need(inst), fit_capacity(inst))
+    pre, dec = hm.lookup(inst.prompt_tokens, inst.output_tokens, kv_need_bytes(inst), kv_fit_bytes(inst))
     dec = np.where(inst.output_tokens > 0, dec, -1)
     return make_result(inst, "heatmap", Plan(pre, dec), {"heatmap": hm})
