@@ -205,13 +205,15 @@ class PlacementModel:
         n_terms = items.n * len(self.P)
         self.per_item_rent = n_terms <= 200_000 if per_item_rent is None else per_item_rent
         self.groups = identical_groups(inst) if symmetry else []
+        # (items, decode clusters): where each item's KV fits, for decoders()
+        self._fits = None if items.need_tokens is None else kv_fits(
+            inst, np.asarray(items.need_tokens, np.float64)[:, None], np.asarray(self.D, np.int64)[None, :])
 
     def decoders(self, i: int) -> list[int]:
         """Decode clusters whose replica holds item ``i``'s KV at its end (prompt + output)."""
-        need = self.items.need_tokens
-        if need is None:
+        if self._fits is None:
             return self.D
-        return [d for d in self.D if kv_fits(self.inst, float(need[i]), d)]
+        return [d for d, ok in zip(self.D, self._fits[i].tolist(), strict=True) if ok]
 
     # ------------------------------------------------------------ build
 
