@@ -267,7 +267,7 @@ def lp_directions(inst: Instance, model: PlacementModel, duals: list[float]
                    "max_classes": 1500, "by_origin": False, "solver": "SCIP"},
           kind="exact", online=False)
 def aggregated(inst: Instance, **opts: Any) -> Result:
-    from planner.exact._backends.ortools_mip import solve_linear_solver, solve_lp
+    from planner.exact._backends.ortools_mip import solve_lp, solve_ortools
 
     t_start = time.perf_counter()
     time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
@@ -311,9 +311,9 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     if str(opts.get("mode", "lp")) == "milp":
         left = time_limit - (time.perf_counter() - t_start)
         if left > 1:
-            out = solve_linear_solver(buf, obj, v.T, None, solver=str(opts.get("solver", "SCIP")),
-                                      time_limit=left, num_workers=workers(opts.get("num_workers", 0)),
-                                      seed=int(opts.get("seed", 0)), rel_gap=info["rel_gap"])
+            out = solve_ortools(buf, obj, v.T, None, solver=str(opts.get("solver", "SCIP")),
+                                time_limit=left, num_workers=workers(opts.get("num_workers", 0)),
+                                seed=int(opts.get("seed", 0)), rel_gap=info["rel_gap"])
             info["milp_status"] = out.status
             if out.value is not None:
                 value = out.value

@@ -32,7 +32,7 @@ def milp(inst: Instance, **opts: Any) -> Result:
           "or HIGHS): plan, proven bound and gap",
           options={**COMMON, "solver": "SCIP"}, kind="exact", online=False)
 def milp_ortools(inst: Instance, **opts: Any) -> Result:
-    from planner.exact._backends.ortools_mip import solve_linear_solver, solve_mathopt
+    from planner.exact._backends.ortools_mip import solve_ortools
 
     solver = str(opts.get("solver", "SCIP"))
     if solver.upper() not in ("SCIP", "HIGHS", "CBC", "CP_SAT"):
@@ -44,10 +44,8 @@ def milp_ortools(inst: Instance, **opts: Any) -> Result:
                 "solver", "OR-Tools cannot use this solver here (it ships SCIP, HIGHS, CBC)",
                 solver)])
 
-    solve_fn = solve_mathopt if solver.upper() == "HIGHS" else solve_linear_solver
-
     def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
-        return solve_fn(buf, obj, T, hint, solver=solver, **kw)
+        return solve_ortools(buf, obj, T, hint, solver=solver, **kw)
 
     res = run_exact(inst, "milp_ortools", fn, opts)
     res.info["solver"] = f"ortools/{solver}" + ("/mathopt" if solver.upper() == "HIGHS" else "")

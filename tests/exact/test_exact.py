@@ -396,3 +396,14 @@ def test_cost_with_tiny_prices_is_exact(method, price):
     assert res.status == "optimal", (res.status, res.termination)
     assert res.objective == pytest.approx(opt, rel=1e-6)
     assert res.bound <= opt * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("solver", ["SCIP", "HIGHS"])
+def test_aggregated_milp_mode_runs_its_solver(solver):
+    # the class-level MILP goes through the same OR-Tools routing as milp_ortools (HiGHS by
+    # MathOpt): the solver's own outcome is a solution, not an error
+    inst = instance(MEMORY_CLUSTERS, [{"prompt_tokens": 800, "output_tokens": 100},
+                                      {"prompt_tokens": 1000, "output_tokens": 100}])
+    res = run(inst, "aggregated", bucket_ratio=8.0, mode="milp", solver=solver)
+    assert res.info["milp_status"] == "optimal"
+    assert res.objective == pytest.approx(3.4, rel=1e-9)

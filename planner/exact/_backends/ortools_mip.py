@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome, float_objective, to_problem_units
 from planner.exact._model import Objective
@@ -37,7 +38,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     for i, c in terms:
         o.SetCoefficient(xs[i], o.GetCoefficient(xs[i]) + c)
     o.SetMinimization()
-    if hint and solver.upper() != "HIGHS":  # hints crash OR-Tools 9.15's HiGHS interface
+    if hint:
         keys = list(hint)
         s.SetHint([xs[i] for i in keys], [float(hint[i]) for i in keys])
     s.SetTimeLimit(int(max(1.0, time_limit) * 1000))
@@ -106,10 +107,18 @@ def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
     return st, vals, o.Value(), duals
 
 
+def solve_ortools(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
+                  solver: str, **kw: Any) -> SolveOutcome:
+    """The model through OR-Tools: HiGHS through MathOpt, the other solvers through
+    linear_solver."""
+    fn = solve_mathopt if solver.upper() == "HIGHS" else solve_linear_solver
+    return fn(buf, obj, T, hint, solver=solver, **kw)
+
+
 def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                   solver: str, time_limit: float, num_workers: int, seed: int,
                   rel_gap: float) -> SolveOutcome:
-    """The model through OR-Tools MathOpt (HiGHS by default). The status is MathOpt's
+    """The model through OR-Tools MathOpt with HiGHS. The status is MathOpt's
     termination reason; the bound its dual bound (valid for minimisation). HiGHS takes no
     thread count through MathOpt (``num_workers`` is noted, not used)."""
     import datetime
@@ -117,7 +126,6 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     from ortools.math_opt.python import mathopt
 
     clock = Clock()
-    kind = {"HIGHS": mathopt.SolverType.HIGHS, "SCIP": mathopt.SolverType.GSCIP}[solver.upper()]
     m = mathopt.Model(name="placement")
     xs = [m.add_variable(lb=v.lb, ub=v.ub, is_integer=v.integer) for v in buf.vars]
     for row in buf.rows:
@@ -127,15 +135,13 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     m.minimize(mathopt.LinearSum(c * xs[i] for i, c in terms))
     params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=max(1.0, time_limit)),
                                      relative_gap_tolerance=rel_gap, random_seed=int(seed))
-    if kind != mathopt.SolverType.HIGHS:
-        params.threads = max(1, num_workers)
     model_params = None
     if hint:
         model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
             variable_values={xs[i]: float(val) for i, val in hint.items()})])
     translate_s = clock()
     try:
-        res = mathopt.solve(m, kind, params=params, model_params=model_params)
+        res = mathopt.solve(m, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
     except Exception as exc:  # noqa: BLE001 - MathOpt raises on solver errors
         detail = str(getattr(exc, "__context__", None) or exc)
         return SolveOutcome("error", None, None, None, f"{solver.upper()} (MathOpt): {detail}")
