@@ -74,9 +74,7 @@ def _method_options(pairs: list[str]) -> dict[str, dict[str, str]]:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     check_time_limit(args.time_limit, "--time-limit")
-    if args.hard_timeout is not None and not args.hard_timeout > 0:
-        raise InputError("--hard-timeout", [Problem("--hard-timeout", "must be a positive number "
-                                                     "of seconds", str(args.hard_timeout))])
+    check_time_limit(args.hard_timeout, "--hard-timeout")
     names = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods is not None \
         else None
     if names is not None and not names:
