@@ -126,16 +126,18 @@ def replica_jobs(inst: Instance, plan: Plan) -> list[ReplicaJobs]:
     return out
 
 
+def _pieces(units: int, K: int) -> list[tuple[int, int]]:
+    """``units`` cut into at most ``K`` near-equal non-empty pieces: [(offset, length)]."""
+    k_eff = max(1, min(K, units))
+    cuts = [(k * units) // k_eff for k in range(k_eff + 1)]
+    return [(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
 def envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int, int, int]]]:
-    """(duration in units, [(offset, length, demand tokens)] of the non-empty segments)."""
+    """(duration in units, [(offset, length, demand tokens)] of the non-empty segments): each
+    segment demands the *most* a job holds in it, ``P + min(D, (a + length) u)`` tokens."""
     du = -(-D // u)
-    k_eff = max(1, min(K, du))
-    segs = []
-    for k in range(k_eff):
-        a, b = (k * du) // k_eff, ((k + 1) * du) // k_eff
-        if b > a:
-            segs.append((a, b - a, int(P + min(D, b * u))))
-    return du, segs
+    return du, [(a, n, int(P + min(D, (a + n) * u))) for a, n in _pieces(du, K)]
 
 
 def floor_envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int, int, int]]]:
@@ -144,13 +146,7 @@ def floor_envelope(P: int, D: int, u: int, K: int) -> tuple[int, list[tuple[int,
     at offset ``a``. A real schedule mapped to units by ``floor(start / unit)`` fits it (see
     :mod:`planner.batch.cpsat`), so its optimum bounds the real problem from below."""
     dl = D // u
-    k_eff = max(1, min(K, dl))
-    segs = []
-    for k in range(k_eff if dl else 0):
-        a, b = (k * dl) // k_eff, ((k + 1) * dl) // k_eff
-        if b > a:
-            segs.append((a, b - a, int(P + a * u + 1)))
-    return dl, segs
+    return dl, [(a, n, int(P + a * u + 1)) for a, n in _pieces(dl, K)]
 
 
 def list_schedule_reserve(job: ReplicaJobs, order: np.ndarray) -> np.ndarray:
