@@ -7,12 +7,34 @@ the plan: those live in :mod:`planner.metrics`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.scenario.model import Scenario
 from planner.topology import build_graph, cluster_incidence, dc_routes
+
+log = logging.getLogger(__name__)
+
+
+def shared_block_tokens(blocks: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Tokens of each prefix-block occurrence, every occurrence of a block cut to the block's
+    shortest one. Equal keys mean equal content, so two requests share at most the shorter of
+    their two lengths (a chain's partial last block, or one group given two ``prefix_tokens``):
+    crediting the longer one would reuse tokens that were never prefilled."""
+    tokens = np.asarray(tokens, np.int64)
+    if blocks.size == 0:
+        return tokens
+    least = np.full(int(blocks.max()) + 1, np.iinfo(np.int64).max)
+    np.minimum.at(least, blocks, tokens)
+    out = least[blocks]
+    cut = int((out < tokens).sum())
+    if cut:
+        log.warning("%d prefix-block occurrence(s) are longer than their block's shortest "
+                    "occurrence; a shared block counts its shortest length (%d tokens cut)",
+                    cut, int((tokens - out).sum()))
+    return out
 
 
 def _ro(a: np.ndarray) -> np.ndarray:
@@ -97,7 +119,8 @@ def build_instance(scenario: Scenario) -> Instance:
     kv = scenario.model.kv_bytes_per_token
     counts = np.diff(wl.prefix_ptr)
     owner = np.repeat(np.arange(len(wl)), counts)
-    covered = np.bincount(owner, weights=wl.prefix_block_tokens, minlength=len(wl))
+    btok = shared_block_tokens(wl.prefix_blocks, wl.prefix_block_tokens)
+    covered = np.bincount(owner, weights=btok, minlength=len(wl))
     f = np.array
     return Instance(
         scenario=scenario,
@@ -110,7 +133,7 @@ def build_instance(scenario: Scenario) -> Instance:
         kv_bytes=_ro(wl.prompt_tokens.astype(np.float64) * kv),
         prefix_ptr=wl.prefix_ptr,
         prefix_blocks=wl.prefix_blocks,
-        prefix_block_tokens=wl.prefix_block_tokens,
+        prefix_block_tokens=_ro(btok),
         prefix_owner=_ro(owner.astype(np.int64)),
         prefix_tokens=_ro(covered.astype(np.int64)),
         cluster_names=tuple(c.name for c in cl),

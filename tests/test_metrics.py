@@ -139,6 +139,25 @@ def test_block_chains_share_only_their_common_leading_blocks():
     assert m.makespan_s == pytest.approx((1536 + 1200 + 600 - 1024) / 1000)
 
 
+@pytest.mark.parametrize("reqs, shared", [
+    # one group given two lengths: the two requests share at most the shorter one
+    ([{"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 100},
+      {"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 1000}], 100),
+    # block 2 is the 88-token tail of the first prompt and a full 512-token block of the second
+    ([{"prompt_tokens": 600, "prefix": [1, 2]}, {"prompt_tokens": 1100, "prefix": [1, 2]}], 600),
+])
+def test_a_shared_block_is_credited_at_its_shortest_length(reqs, shared, caplog):
+    sc = load_scenario(make_scenario([{"name": "m"}], reqs, prefix_caching=True))
+    with caplog.at_level("WARNING", logger="planner.instance"):
+        m = evaluate(sc, Plan([0, 0], [-1, -1]))
+    total = sum(r["prompt_tokens"] for r in reqs)
+    # never fewer tokens prefilled than the longest prompt: only what was computed is reused
+    assert m.prefix_tokens_reused == shared
+    assert m.makespan_s == pytest.approx((total - shared) / 1000)
+    assert m.makespan_s >= max(r["prompt_tokens"] for r in reqs) / 1000
+    assert "shortest occurrence" in caplog.text
+
+
 @pytest.mark.parametrize("plan, field, words", [
     (([1, 0], [0, 1]), "requests[0].prefill", "cannot prefill"),
     (([0, 0], [0, 0]), "requests[0].decode", "cannot decode"),

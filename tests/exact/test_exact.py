@@ -114,6 +114,23 @@ def test_prefix_locality_changes_optimum(method):
     assert cached.plan.prefill[0] == cached.plan.prefill[1] != cached.plan.prefill[2]
 
 
+def test_prefix_of_unequal_lengths_model_and_evaluator_agree(method):
+    # group g is 600 tokens in r0 and 900 in r1: they share 600. r0 + r1 on c0 prefill
+    # 1000 + 1000 - 600 = 1400 tokens, r2 on c1 1300: optimum 1.4 s (without caching 2.0 s).
+    # Crediting r1's 900 would give 1.3 s, a plan that reuses tokens never prefilled.
+    clusters = [{"name": "c0"}, {"name": "c1"}]
+    reqs = [{"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 600},
+            {"prompt_tokens": 1000, "prefix": "g", "prefix_tokens": 900},
+            {"prompt_tokens": 1300}]
+    inst = instance(clusters, reqs, prefix_caching=True)
+    opt, _ = brute_force(inst)
+    assert opt == pytest.approx(1.4)
+    res = run(inst, method, warm_start="none")
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(1.4, rel=1e-6)
+    assert evaluate_arrays(inst, res.plan).makespan_s == pytest.approx(res.objective, rel=1e-9)
+
+
 def test_served_must_refuse(method):
     # 2000 tokens fit in the 2 s horizon: no three of 1500/800/700/600 fit (2100 > 2000), so
     # two are served, and the tie-break picks 600 + 700 (1.3 s).
