@@ -249,6 +249,12 @@ def disaggregate(inst: Instance, model: PlacementModel, value, seed: int) -> Pla
     return Plan(pre, dec)
 
 
+# live policies tried, in order, when the disaggregated plan does not fit the horizon
+FALLBACKS = ("greedy", "lpt", "bandwidth_aware")
+# and then, below this many requests, the request-level CP-SAT model with the time left
+REQUEST_LEVEL_MAX = 2000
+
+
 def lp_directions(inst: Instance, model: PlacementModel, duals: list[float]
                   ) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     lc, lm, ll = np.zeros(inst.n_clusters), np.zeros(inst.n_clusters), np.zeros(inst.n_links)
@@ -329,6 +335,28 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
         plan, objective, info["plan_from"] = warm, warm_obj, "warm_start"
     else:
         info["plan_from"] = "aggregated"
+    if plan is None:  # the rounded classes overrun the horizon: a live policy's plan, if one fits
+        for name in FALLBACKS:
+            plan, _ = warm_plan(inst, name)
+            if plan is not None:
+                objective, info["plan_from"] = evaluate_arrays(inst, plan).objective, name
+                log.info("aggregated: no plan of its own fits the horizon; %s's is used", name)
+                break
+    left = time_limit - (time.perf_counter() - t_start)
+    if plan is None and inst.n_requests <= REQUEST_LEVEL_MAX and left > 0.5:
+        # small enough for the request-level model: let it find a plan (or prove there is none)
+        from planner.registry import get_method
+
+        sub = get_method("cpsat").func(inst, time_limit=left, seed=int(opts.get("seed", 0)),
+                                       num_workers=workers(opts.get("num_workers", 0)))
+        info["request_level"] = {"status": sub.status, "termination": sub.termination}
+        if sub.plan is not None:
+            plan, objective, info["plan_from"] = sub.plan, sub.objective, "cpsat (request level)"
+            term += f"; plan from the request-level CP-SAT ({sub.termination})"
+        elif sub.status == "infeasible":
+            term += f"; request-level CP-SAT: {sub.termination}"
+            return account(inst, "aggregated", SolveOutcome("infeasible", None, None, None, term),
+                           None, None, db, history, info)
     history.append((time.perf_counter() - t_start, objective, db["bound"]))
     outcome = SolveOutcome("feasible" if plan is not None else "no_solution", None, None, None, term)
     return account(inst, "aggregated", outcome, plan, objective, db, history, info)

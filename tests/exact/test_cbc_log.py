@@ -75,3 +75,19 @@ def test_an_exhausted_tree_is_optimal_up_to_the_cutoff_margin():
                                         ("-0.000", -0.0005)])
 def test_printed_bounds_lose_half_a_unit_of_their_last_digit(text, value):
     assert _low(text) == pytest.approx(value, abs=1e-12)
+
+
+PRESOLVE_INFEASIBLE = """\
+Problem MODEL has 8 rows, 9 columns and 24 elements
+Coin0008I MODEL read with 0 errors
+Option for timeMode changed from cpu to elapsed
+Problem is infeasible - 0.00 seconds
+Option for printingOptions changed from normal to all
+Total time (CPU seconds):       0.00   (Wallclock seconds):       0.00
+"""
+
+
+def test_an_infeasibility_proven_in_presolve_is_infeasible():
+    # CBC 2.10 prints no "Result" line when its presolve proves the model infeasible (a horizon
+    # no plan meets); the run used to be reported as a time-out without a solution
+    assert cbc_bound(parse_cbc_log(PRESOLVE_INFEASIBLE), None, 1e-4) == ("infeasible", None)

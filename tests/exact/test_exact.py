@@ -385,6 +385,37 @@ def test_request_no_cluster_holds_without_a_horizon(method):
                           "refuses requests"]
 
 
+@pytest.mark.parametrize("objective", ["makespan", "cost"])
+def test_a_horizon_no_plan_meets_is_infeasible(method, objective):
+    # 3000 prompt tokens on two 1000 tok/s clusters need 1.5 s at best; a 1.4 s horizon is
+    # infeasible. (CBC proves it in presolve and prints no "Result" line: it was reported as a
+    # time-out without a solution.)
+    clusters = [{"name": "c0"}, {"name": "c1"}]
+    inst = instance(clusters, [{"prompt_tokens": 1000}] * 3, objective=objective, horizon_s=1.4)
+    for name in (method, "aggregated"):
+        res = run(inst, name, time_limit=5)
+        assert (res.status, res.plan) == ("infeasible", None), (name, res.termination)
+
+
+def test_aggregated_returns_a_plan_when_its_rounding_overruns_the_horizon():
+    # found by review: only c1 decodes, so both requests decode there; the classes' rounded plan
+    # and greedy's both overrun the 1.525 s horizon, and aggregated returned no plan at all
+    # ("timeout_no_solution" in milliseconds) where the optimum is 1.42096 s
+    card = {"role": "prefill", "decode_tokens_per_s": 250.0, "kv_capacity_gb": 0.003}
+    clusters = [{"name": "c0", **card, "prefill_tokens_per_s": 1500.0, "max_batch_size": 3},
+                {"name": "c1", **card, "role": "mixed", "prefill_tokens_per_s": 2800.0,
+                 "decode_tokens_per_s": 260.0, "max_batch_size": 4, "kv_capacity_gb": 0.0022},
+                {"name": "c2", **card, "prefill_tokens_per_s": 800.0, "max_batch_size": 1}]
+    reqs = [{"prompt_tokens": 369, "output_tokens": 215},
+            {"prompt_tokens": 1990, "output_tokens": 50, "arrival_s": 0.36}]
+    inst = instance(clusters, reqs, objective="makespan", horizon_s=1.525)
+    opt, _ = brute_force(inst)
+    res = run(inst, "aggregated", time_limit=5)
+    assert res.plan is not None and evaluate_arrays(inst, res.plan).within_horizon
+    assert res.objective == pytest.approx(opt, rel=1e-6)
+    assert res.info["plan_from"] == "cpsat (request level)"
+
+
 @pytest.mark.parametrize("mode", ["lp", "milp"])
 def test_aggregated_classes_split_by_kv_fit(mode):
     # one coarse bucket holds both requests, but only A (800 + 100 tokens) fits d0's 1000-token

@@ -101,13 +101,20 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     hint_int: dict[int, int] = {}
     hint_t: int | None = None
     t_hi = 0
-    # T's bound: the horizon (floor, hard) or the upper bound (ceil, soft)
+    # T's bound: a horizon is a cap (floor: with exact quanta the integer loads are the float
+    # loads; with rounded-up ones the cap widens by the rounding slack, so that the integer model
+    # stays a relaxation and its bounds and infeasibility proofs hold; the plan is re-checked in
+    # floats); a makespan's upper bound from a plan is soft (ceil). T's upper bound below t_ub
+    # (makespan) or any T bound (served, cost) is the horizon's.
     tv = buf.vars[T]
+    widen = 0 if exact else int(math.ceil(slack))
     xs = []
     for i, v in enumerate(buf.vars):
         if i == T:
-            hi = math.floor(tv.ub / q + 1e-9) if obj.kind != "makespan" else math.ceil(tv.ub / q) + int(
-                math.ceil(slack))
+            hi = math.floor(tv.ub / q + 1e-9) + widen
+            if obj.kind == "makespan":
+                soft = math.ceil(t_ub / q) + int(math.ceil(slack))
+                hi = min(hi, soft) if tv.ub < t_ub else soft
             t_hi = max(0, hi)
             xs.append(m.NewIntVar(0, t_hi, "T"))
         else:

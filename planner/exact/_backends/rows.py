@@ -195,6 +195,8 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
             continue
         if line.startswith("Result - "):
             out["result"] = line[len("Result - "):].strip()
+        elif line.startswith("Problem is infeasible"):  # presolve's proof: no "Result" line
+            out["result"] = "Infeasible (presolve)"
         elif line.startswith("Objective value:"):
             out["objective"] = float(line.split(":")[1])
         elif line.startswith("Lower bound:"):
