@@ -78,14 +78,18 @@ class Result:
 
 
 def relative_gap(objective: float | None, bound: float | None, sense: str = "min") -> float | None:
-    """``|objective - bound| / max(|objective|, tiny)``; 0 when they meet, None when unknown."""
+    """``|objective - bound| / |objective|``; 0 when they meet, None when unknown, infinite
+    when the objective is 0 and the bound is not (a plan serving nothing against a bound of
+    194 served: no relative figure exists; JSON writes null, the CLI ``inf``)."""
     if objective is None or bound is None or not math.isfinite(objective) or not math.isfinite(bound):
         return None
     diff = objective - bound if sense == "min" else bound - objective
     diff = max(diff, 0.0)
     if diff <= 1e-9 * max(1.0, abs(objective)):
         return 0.0
-    return diff / max(abs(objective), 1e-12)
+    if objective == 0.0:
+        return math.inf
+    return diff / abs(objective)
 
 
 def _num(x: float | None) -> float | None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -72,6 +73,9 @@ def test_relative_gap():
     assert relative_gap(10.0, 10.0) == 0.0
     assert relative_gap(8.0, 10.0, sense="max") == pytest.approx(0.25)
     assert relative_gap(None, 1.0) is None
+    # a plan serving nothing against a bound of 194: not 1.94e14 (the old max(|obj|, 1e-12))
+    assert relative_gap(0.0, 194.0, sense="max") == math.inf
+    assert relative_gap(0.0, 0.0, sense="max") == 0.0
 
 
 def test_result_rejects_unknown_status():

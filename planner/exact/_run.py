@@ -311,9 +311,12 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
             ) -> Result:
     """Status, bound and gap from the solver's outcome, the plan and the domain bound."""
     s = sense(inst)
+    # served without a horizon serves every request: the model minimised T, and the solver's
+    # bounds are makespans (the tie-break's), not counts
+    t_only = inst.objective == "served" and inst.horizon_s is None
     # bounds only tighten: a solver's last word can be below a bound it reported earlier
-    seen = [b for _, _, b in history if b is not None]
-    bounds = [b for b in (out.bound, db["bound"]) if b is not None]
+    seen = [b for _, _, b in history if b is not None] if not t_only else []
+    bounds = [b for b in (None if t_only else out.bound, db["bound"]) if b is not None]
     if seen:
         bounds.append(min(seen) if s == "max" else max(seen))
     if out.status == "infeasible" and plan is None:
@@ -336,8 +339,24 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
     tol = float(info.get("rel_gap", COMMON["rel_gap"]))
     info["optimal_within_rel_gap"] = tol
     optimal = gap is not None and gap <= tol
-    status = "optimal" if optimal else "feasible"
     term = out.termination
+    if optimal and inst.objective == "served":
+        # lexicographic: optimal needs the makespan tie-break proven too, by a bound on T over
+        # the plans that serve as many requests as the count bound allows
+        tie = out.info.get("served_t_bound")
+        if t_only and out.bound is not None:
+            tie = (float(inst.n_requests), out.bound)
+        m = evaluate_arrays(inst, plan, check=False)
+        t_gap = None
+        if tie is not None and m.served == tie[0]:
+            t_gap = relative_gap(m.makespan_s, tie[1], "min")
+        info["tie_break_bound_s"] = tie[1] if tie is not None and m.served == tie[0] else None
+        info["tie_break_gap"] = t_gap
+        if t_gap is None or t_gap > tol:
+            optimal = False
+            term += ("; the served count is proven, the makespan tie-break is not"
+                     + (f" (gap {t_gap:.2e})" if t_gap is not None else ""))
+    status = "optimal" if optimal else "feasible"
     if optimal and gap > 0:
         term += f"; optimal within rel_gap {tol:g} (gap {gap:.2e})"
     if optimal and info["bound_from"] == "domain" and out.status != "optimal":

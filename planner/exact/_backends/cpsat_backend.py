@@ -222,6 +222,11 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
             bnd = None
     history.append((clock(), f, bnd))
     info["cpsat_stats"] = {"branches": solver.NumBranches(), "conflicts": solver.NumConflicts()}
+    if obj.kind == "served" and bnd is not None:
+        # B <= -big S + T_int: a plan serving S_ub has T_int >= B + big S_ub, and its float
+        # makespan is at least q (T_int - slack) (the integer loads round the float ones up)
+        t_int = solver.BestObjectiveBound() + big * bnd
+        info["served_t_bound"] = (bnd, max(0.0, q * (t_int - (0.0 if exact else slack))))
     return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}", history, info)
 
 

@@ -10,7 +10,14 @@ import logging
 import math
 from typing import Any
 
-from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome, float_objective, to_problem_units
+from planner.exact._backends.rows import (
+    Clock,
+    RowBuffer,
+    SolveOutcome,
+    float_objective,
+    served_t_bound,
+    to_problem_units,
+)
 from planner.exact._model import Objective
 
 log = logging.getLogger(__name__)
@@ -71,7 +78,8 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     t_end = clock()
     hist = [(t_end, to_problem_units(obj, f, False), to_problem_units(obj, bound, True))]
     return SolveOutcome(st, value, to_problem_units(obj, f, False), to_problem_units(obj, bound, True),
-                        term, hist, {"translate_s": translate_s, "solve_s": solve_s})
+                        term, hist, {"translate_s": translate_s, "solve_s": solve_s,
+                                     "served_t_bound": served_t_bound(obj, bound)})
 
 
 def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
@@ -175,4 +183,5 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     return SolveOutcome(st, vals.__getitem__ if vals is not None else None,
                         to_problem_units(obj, f, False), to_problem_units(obj, bound, True), term,
                         hist, {"translate_s": translate_s, "solve_s": solve_s,
-                               "mathopt_termination": reason.name})
+                               "mathopt_termination": reason.name,
+                               "served_t_bound": served_t_bound(obj, bound)})

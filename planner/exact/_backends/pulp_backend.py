@@ -16,6 +16,7 @@ from planner.exact._backends.rows import (
     cbc_bound,
     float_objective,
     parse_cbc_log,
+    served_t_bound,
     to_problem_units,
 )
 from planner.exact._model import Objective
@@ -101,5 +102,6 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         os.rmdir(tmp)
     except OSError:
         pass
+    info["served_t_bound"] = served_t_bound(obj, bound_f)
     return SolveOutcome(st, value, to_problem_units(obj, f, False),
                         to_problem_units(obj, bound_f, True), termination, history, info)

@@ -88,6 +88,16 @@ def to_problem_units(obj: Objective, f: float | None, bound: bool) -> float | No
     return float(f)
 
 
+def served_t_bound(obj: Objective, raw_bound: float | None) -> tuple[float, float] | None:
+    """``served``'s tie-break bound from a float solver's bound ``B`` on ``-S + eps T``:
+    ``(S_ub, T_lb)``, S_ub the count bound and T_lb a lower bound of the makespan of any plan
+    serving S_ub requests (``T >= (B + S_ub) / eps``, less the solvers' 1e-6 tolerance)."""
+    if obj.kind != "served" or raw_bound is None or not math.isfinite(raw_bound) or obj.eps <= 0:
+        return None
+    s_ub = to_problem_units(obj, raw_bound, True)
+    return s_ub, max(0.0, (raw_bound + s_ub - 1e-6) / obj.eps)
+
+
 class Clock:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
