@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,15 +211,9 @@ def read_plan_file(path: str | Path, instance: Any) -> tuple[Plan, dict]:
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON so that a reader sees the old file or the whole new one, never a part (see
+    :func:`planner.report.io.write_text_atomic`: symlinks written through, modes kept, device
+    files written in place)."""
+    from planner.report.io import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1) + "\n")

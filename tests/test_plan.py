@@ -89,3 +89,28 @@ def test_example_scenarios_validate_and_run(name):
     res = solve(sc, "round_robin")
     assert res.status == "feasible" and res.plan is not None
     assert res.objective > 0
+
+
+def test_write_json_atomic_keeps_modes_follows_symlinks_and_spares_devices(tmp_path):
+    # found by review: --out /dev/null replaced the device by a regular 0600 file, a symlink was
+    # replaced instead of written through, and an existing 0644 plan became 0600
+    import os
+    import stat
+
+    target = tmp_path / "plan.json"
+    target.write_text("{}\n")
+    target.chmod(0o644)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_json_atomic(link, {"a": 1})
+    assert link.is_symlink() and json.loads(target.read_text()) == {"a": 1}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_json_atomic(fifo, {"b": 2})
+        assert json.loads(os.read(fd, 100)) == {"b": 2}
+    finally:
+        os.close(fd)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

@@ -45,7 +45,16 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
+    """Write ``text`` so that a reader sees the old file or the whole new one, never a part. A
+    symlink is written through (its target replaced), an existing file keeps its mode, and a
+    path that is not a regular file (``/dev/null``, a FIFO) is written in place, never replaced
+    by a regular file."""
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        with open(path, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        return path
+    mode = (path.stat().st_mode & 0o7777) if path.exists() else (0o666 & ~_UMASK)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -53,7 +62,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600: give the file the usual mode
+        os.chmod(tmp, mode)  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
