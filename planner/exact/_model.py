@@ -90,8 +90,8 @@ def per_token_rates(inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def shared_blocks(inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Blocks held by two or more requests: CSR request -> shared block index, each block's
-    tokens (the smallest over its occurrences, so that the model stays a relaxation), and the
-    tokens of each request covered by shared blocks."""
+    tokens (every occurrence has the same, see :func:`planner.instance.shared_block_tokens`), and
+    the tokens of each request covered by shared blocks."""
     n = inst.n_requests
     if not inst.prefix_caching or inst.prefix_blocks.size == 0:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(n)

@@ -347,11 +347,9 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
         if t_only and out.bound is not None:
             tie = (float(inst.n_requests), out.bound)
         m = evaluate_arrays(inst, plan, check=False)
-        t_gap = None
-        if tie is not None and m.served == tie[0]:
-            t_gap = relative_gap(m.makespan_s, tie[1], "min")
-        info["tie_break_bound_s"] = tie[1] if tie is not None and m.served == tie[0] else None
-        info["tie_break_gap"] = t_gap
+        t_lb = tie[1] if tie is not None and m.served == tie[0] else None
+        t_gap = relative_gap(m.makespan_s, t_lb, "min")
+        info["tie_break_bound_s"], info["tie_break_gap"] = t_lb, t_gap
         if t_gap is None or t_gap > tol:
             optimal = False
             term += ("; the served count is proven, the makespan tie-break is not"

@@ -49,11 +49,12 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     symlink is written through (its target replaced), an existing file keeps its mode, and a
     path that is not a regular file (``/dev/null``, a FIFO) is written in place, never replaced
     by a regular file."""
-    path = Path(os.path.realpath(path))
+    given = Path(path)
+    path = Path(os.path.realpath(given))
     if path.exists() and not path.is_file():
         with open(path, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        return path
+        return given
     mode = (path.stat().st_mode & 0o7777) if path.exists() else (0o666 & ~_UMASK)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -67,7 +68,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return given
 
 
 def jsonable(x: Any) -> Any:

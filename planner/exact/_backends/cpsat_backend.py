@@ -107,13 +107,13 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     # floats); a makespan's upper bound from a plan is soft (ceil). T's upper bound below t_ub
     # (makespan) or any T bound (served, cost) is the horizon's.
     tv = buf.vars[T]
-    widen = 0 if exact else int(math.ceil(slack))
+    pad = int(math.ceil(slack))  # 0 with exact quanta
     xs = []
     for i, v in enumerate(buf.vars):
         if i == T:
-            hi = math.floor(tv.ub / q + 1e-9) + widen
+            hi = math.floor(tv.ub / q + 1e-9) + pad
             if obj.kind == "makespan":
-                soft = math.ceil(t_ub / q) + int(math.ceil(slack))
+                soft = math.ceil(t_ub / q) + pad
                 hi = min(hi, soft) if tv.ub < t_ub else soft
             t_hi = max(0, hi)
             xs.append(m.NewIntVar(0, t_hi, "T"))
@@ -226,7 +226,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         # B <= -big S + T_int: a plan serving S_ub has T_int >= B + big S_ub, and its float
         # makespan is at least q (T_int - slack) (the integer loads round the float ones up)
         t_int = solver.BestObjectiveBound() + big * bnd
-        info["served_t_bound"] = (bnd, max(0.0, q * (t_int - (0.0 if exact else slack))))
+        info["served_t_bound"] = (bnd, max(0.0, q * (t_int - slack)))
     return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}", history, info)
 
 
