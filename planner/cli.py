@@ -64,9 +64,18 @@ def cmd_solve(args: argparse.Namespace) -> int:
     sc = load_scenario(args.scenario)
     inst = as_instance(sc)
     check_time_limit(args.time_limit, "--time-limit")
+    options = _options(args.option)
+    time_limit = args.time_limit
+    if "time_limit" in options:  # -O time_limit=5 is --time-limit 5, once
+        if time_limit is not None:
+            raise InputError("--option", [Problem(
+                "--option", "time_limit given twice (--time-limit and -O time_limit)",
+                options["time_limit"])])
+        check_time_limit(options["time_limit"], "--option time_limit")
+        time_limit = float(options.pop("time_limit"))
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
     check_output(out, "--out")
-    result = solve(inst, method=args.method, time_limit=args.time_limit, **_options(args.option))
+    result = solve(inst, method=args.method, time_limit=time_limit, **options)
     batch = result.info.get("batch_objective")
     what, unit = ((f"batch {batch} of the decode replicas", "s") if batch else
                   (sc.objective, {"makespan": "s", "cost": "$", "served": "requests"}[sc.objective]))

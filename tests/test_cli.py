@@ -70,6 +70,20 @@ def test_unknown_method_and_option(contract_scenario, tmp_path):
     assert r.returncode == 2 and "colour: unknown option for method random" in r.stderr
 
 
+def test_time_limit_as_an_option(contract_scenario, tmp_path):
+    """-O time_limit=S is --time-limit S (it was a TypeError, exit 1); both at once is an error."""
+    out = tmp_path / "p.json"
+    r = run("solve", contract_scenario, "--method", "cpsat", "-O", "time_limit=2", "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["status"] == "optimal"
+    r = run("solve", contract_scenario, "--method", "greedy", "-O", "time_limit=2",
+            "--time-limit", "3", "--out", out)
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "--option: time_limit given twice (--time-limit and -O time_limit) ('2')"
+    r = run("solve", contract_scenario, "--method", "greedy", "-O", "time_limit=-1", "--out", out)
+    assert r.returncode == 2 and "time_limit: must be a positive number" in r.stderr
+
+
 def test_bad_plan_keeps_old_output_and_names_field(tmp_path, contract_scenario):
     plan = tmp_path / "p.json"
     plan.write_text(json.dumps({"requests": [{"id": "r1", "prefill": "wd", "decode": "wd"},

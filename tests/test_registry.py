@@ -60,3 +60,37 @@ def test_unavailable_ortools_solver_is_an_option_error():
     with pytest.raises(OptionError, match="solver: OR-Tools cannot use this solver here"):
         solve(load_scenario(SCENARIOS / "quickstart.yaml"), "milp_ortools", solver="NOSUCH",
               time_limit=1)
+
+
+@pytest.mark.parametrize(("method", "options", "expected"), [
+    ("milp", {"solver": "NOSUCH"}, "solver: unknown PuLP solver (known: CBC, "),
+    ("milp", {"solver": "GUROBI_CMD"}, "solver: not available on this machine (available: CBC"),
+    ("heatmap", {"prefill_edges": "0,abc"}, "prefill_edges: expected comma-separated numbers"),
+    ("heatmap", {"decode_edges": "100,10"}, "decode_edges: must be strictly increasing"),
+    ("heatmap", {"prefill_edges": "0,nan"}, "prefill_edges: must be finite"),
+    ("heatmap", {"prefill_edges": "-5,10"}, "prefill_edges: must not be negative"),
+    ("heatmap", {"prefill_buckets": 100_000_000}, "prefill_buckets: must be between 1 and 256"),
+    ("prfaas", {"remote": "nosuch"}, "remote: unknown cluster (known: "),
+])
+def test_options_checked_against_the_instance_fail_before_any_work(method, options, expected):
+    """Options whose range depends on the scenario (cluster names, installed solvers) or that
+    are lists are an OptionError (one line, exit 2 on the CLI), not a method 'error' row."""
+    from factory import SCENARIOS
+
+    from planner import load_scenario, solve
+
+    with pytest.raises(OptionError) as err:
+        solve(load_scenario(SCENARIOS / "quickstart.yaml"), method, time_limit=1, **options)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_prfaas_remote_must_be_a_prefill_cluster():
+    from factory import SCENARIOS
+
+    from planner import load_scenario, solve
+
+    sc = load_scenario(SCENARIOS / "quickstart.yaml")
+    with pytest.raises(OptionError, match=r"remote: cluster cannot prefill \('use-decode'\)"):
+        solve(sc, "prfaas", remote="use-decode")
+    assert solve(sc, "prfaas", remote="use-prefill").status == "feasible"

@@ -18,7 +18,7 @@ from planner.scenario.errors import OptionError, Problem
 def milp(inst: Instance, **opts: Any) -> Result:
     from planner.exact._backends.pulp_backend import solve_pulp
 
-    solver = str(opts.get("solver", "CBC"))
+    solver = _pulp_solver(str(opts.get("solver", "CBC")))
 
     def fn(buf, obj, T, hint, *, t_ub, t_lb, **kw):  # noqa: ANN001, ANN003
         return solve_pulp(buf, obj, T, hint, solver=solver, **kw)
@@ -26,6 +26,24 @@ def milp(inst: Instance, **opts: Any) -> Result:
     res = run_exact(inst, "milp", fn, opts)
     res.info["solver"] = f"pulp/{solver}"
     return res
+
+
+def _pulp_solver(name: str) -> str:
+    """PuLP's own spelling of a solver name (any case), or OptionError when PuLP does not know
+    it or it is not installed here: failing before the model is built, in one line."""
+    import pulp
+
+    if name.upper() == "CBC":
+        return name
+    known = {s.upper(): s for s in pulp.listSolvers()}
+    if name.upper() not in known:
+        raise OptionError("options", [Problem("solver", "unknown PuLP solver (known: CBC, "
+                                              f"{', '.join(known.values())})", name)])
+    here = pulp.listSolvers(onlyAvailable=True)
+    if known[name.upper()] not in here:
+        raise OptionError("options", [Problem("solver", "not available on this machine "
+                                              f"(available: CBC, {', '.join(here)})", name)])
+    return known[name.upper()]
 
 
 @register("milp_ortools", "exact MILP of the placement model through OR-Tools (solver=SCIP "

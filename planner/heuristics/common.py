@@ -26,6 +26,7 @@ from planner.metrics import (
     memory_capacity,
     prefill_seconds,
 )
+from planner.scenario.errors import OptionError, Problem
 
 INF = float("inf")
 
@@ -89,12 +90,41 @@ def fit_plan(inst: Instance, prefill: np.ndarray, decode: np.ndarray
     return pre, dec, int(bad.size)
 
 
-def parse_floats(text: str) -> np.ndarray | None:
-    """"1,2,3" -> array; "" -> None (options from the CLI arrive as strings)."""
+def parse_floats(text: str, option: str = "edges") -> np.ndarray | None:
+    """"1,2,3" -> array; "" -> None (options from the CLI arrive as strings). Bucket edges are
+    finite, non-negative and strictly increasing; anything else raises OptionError naming
+    ``option``."""
     text = str(text).strip()
     if not text:
         return None
-    return np.array([float(x) for x in text.replace(";", ",").split(",") if x.strip()])
+    try:
+        out = np.array([float(x) for x in text.replace(";", ",").split(",") if x.strip()])
+    except ValueError:
+        raise OptionError("options", [Problem(option, "expected comma-separated numbers",
+                                              text)]) from None
+    why = ("must be finite" if not np.isfinite(out).all() else
+           "must not be negative" if (out < 0).any() else
+           "must be strictly increasing" if (np.diff(out) <= 0).any() else None)
+    if why:
+        raise OptionError("options", [Problem(option, why, text)])
+    return out
+
+
+def cluster_set(inst: Instance, text: str, option: str, role: str) -> np.ndarray:
+    """Comma-separated cluster names -> their indices; an unknown name, or a cluster that cannot
+    take ``role`` ("prefill" or "decode"), raises OptionError naming ``option``."""
+    names = [x.strip() for x in str(text).split(",") if x.strip()]
+    able = inst.can_prefill if role == "prefill" else inst.can_decode
+    problems = []
+    for name in names:
+        if name not in inst.cluster_names:
+            problems.append(Problem(option, "unknown cluster (known: "
+                                    f"{', '.join(inst.cluster_names)})", name))
+        elif not able[inst.cluster_index(name)]:
+            problems.append(Problem(option, f"cluster cannot {role}", name))
+    if problems:
+        raise OptionError("options", problems)
+    return np.array([inst.cluster_index(x) for x in names], np.int64)
 
 
 class Increments:

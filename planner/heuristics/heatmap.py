@@ -40,6 +40,7 @@ from planner.metrics import (
 )
 from planner.plan import Plan, Result
 from planner.registry import register
+from planner.scenario.errors import OptionError, Problem
 
 COSTS = ("latency", "load")
 
@@ -233,9 +234,13 @@ def build_heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int 
     ``tolerance`` only those whose cost is within ``(1 + tolerance)`` of the cell's best (the
     rest padded with -1): on a fleet of identical clusters every tied choice is a candidate."""
     if isinstance(prefill_edges, str):
-        prefill_edges = parse_floats(prefill_edges)
+        prefill_edges = parse_floats(prefill_edges, "prefill_edges")
     if isinstance(decode_edges, str):
-        decode_edges = parse_floats(decode_edges)
+        decode_edges = parse_floats(decode_edges, "decode_edges")
+    for name, n in (("prefill_buckets", prefill_buckets), ("decode_buckets", decode_buckets)):
+        if not 1 <= int(n) <= MAX_BUCKETS:
+            raise OptionError("options", [Problem(name, f"must be between 1 and {MAX_BUCKETS}",
+                                                  n)])
     pe = (quantile_edges(inst.prompt_tokens, prefill_buckets) if prefill_edges is None
           else np.sort(np.asarray(prefill_edges, np.float64)))
     de = (quantile_edges(inst.output_tokens, decode_buckets) if decode_edges is None
@@ -278,6 +283,7 @@ def build_heatmap(inst: Instance, prefill_buckets: int = 8, decode_buckets: int 
     )
 
 
+MAX_BUCKETS = 256  # per axis: 65,536 cells, each costing every (prefill, decode) pair
 HEATMAP_OPTIONS = {"prefill_buckets": 8, "decode_buckets": 8, "prefill_edges": "",
                    "decode_edges": "", "cost": "latency"}
 

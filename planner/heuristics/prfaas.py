@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from planner.heuristics.common import Increments, LoadState, arrival_order
+from planner.heuristics.common import Increments, LoadState, arrival_order, cluster_set
 from planner.heuristics.greedy import make_result
 from planner.instance import Instance
 from planner.plan import Plan, Result
@@ -32,9 +32,8 @@ log = logging.getLogger(__name__)
 
 
 def _remote_set(inst: Instance, remote: str) -> np.ndarray:
-    if remote:
-        names = [x.strip() for x in remote.split(",") if x.strip()]
-        return np.array([inst.cluster_index(x) for x in names], np.int64)
+    if remote.strip():
+        return cluster_set(inst, remote, "remote", "prefill")
     return np.flatnonzero(inst.can_prefill & ~inst.can_decode)
 
 
