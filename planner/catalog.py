@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from planner.scenario.errors import Problem, ScenarioError
 from planner.scenario.model import AcceleratorCard, ModelCard
 
 PROJECT_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -29,10 +30,22 @@ def search_dirs(extra: Path | None = None) -> list[Path]:
 
 @cache
 def _read(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    """A card file as a mapping, or ScenarioError naming the card file: unreadable, not YAML
+    (the scenario loader's strict YAML: no key twice, no alias bomb), or not a mapping."""
+    from planner.scenario.load import _Refused, load_yaml
+
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(path), [Problem("<file>", f"cannot read: {exc}", path.name)]) \
+            from None
+    except (yaml.YAMLError, _Refused) as exc:
+        raise ScenarioError(str(path), [Problem("<file>", "not valid yaml: "
+                                                f"{' '.join(str(exc).split())}", path.name)]) \
+            from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a card must be a mapping")
+        raise ScenarioError(str(path), [Problem("<top>", "a card must be a mapping",
+                                                type(data).__name__)])
     return data
 
 
@@ -78,23 +91,54 @@ def model_card_from_dict(data: dict, name: str = "inline") -> ModelCard:
 
 
 def load_model_card(name: str, extra: Path | None = None) -> ModelCard:
-    """The LLM card ``name`` (case-insensitive). Raises KeyError if there is none."""
-    cards = _cards("llm", extra)
-    path = cards.get(name.lower())
+    """The LLM card ``name`` (case-insensitive): KeyError if there is none, ScenarioError
+    naming the card file if it breaks the inline model's schema."""
+    from pydantic import ValidationError
+
+    from planner.scenario.load import pydantic_problems
+    from planner.scenario.schema import ModelSpec
+
+    path = _cards("llm", extra).get(name.lower())
     if path is None:
         raise KeyError(name)
-    return model_card_from_dict(_read(path), name)
+    try:
+        m = ModelSpec.model_validate({"name": name, **_read(path)})
+    except ValidationError as exc:
+        raise ScenarioError(str(path), pydantic_problems(exc)) from None
+    return model_card_from_dict(m.model_dump(exclude_none=True), name)
+
+
+# the fields of an accelerator card: a cluster may override each (same names, same ranges)
+ACCELERATOR_FIELDS = ("hbm_gb", "kv_capacity_gb", "prefill_tokens_per_s", "decode_step_base_s",
+                      "decode_step_per_seq_s", "max_batch_size", "cost_per_hour")
 
 
 def load_accelerator(name: str, extra: Path | None = None) -> AcceleratorCard:
-    """The accelerator card ``name`` (case-insensitive). Raises KeyError if there is none."""
-    cards = _cards("accelerators", extra)
-    path = cards.get(name.lower())
+    """The accelerator card ``name`` (case-insensitive): KeyError if there is none, ScenarioError
+    naming the card file when a field is missing, unknown or out of the range a cluster's
+    override of it would have."""
+    from pydantic import ValidationError
+
+    from planner.scenario.load import pydantic_problems
+    from planner.scenario.schema import ClusterSpec
+
+    path = _cards("accelerators", extra).get(name.lower())
     if path is None:
         raise KeyError(name)
-    d = _read(path)
+    d = dict(_read(path))
+    card_name = str(d.pop("name", name))
+    problems = [Problem(f, "required in an accelerator card") for f in ACCELERATOR_FIELDS
+                if f not in d]
+    problems += [Problem(k, "unknown field", d[k]) for k in d if k not in ACCELERATOR_FIELDS]
+    try:  # the ranges of a cluster's overrides of the same fields
+        ClusterSpec.model_validate({"name": card_name, "role": "mixed", "replicas": 1,
+                                    **{k: v for k, v in d.items() if k in ACCELERATOR_FIELDS}})
+    except ValidationError as exc:
+        problems += pydantic_problems(exc)
+    if problems:
+        raise ScenarioError(str(path), problems)
     return AcceleratorCard(
-        name=str(d.get("name", name)),
+        name=card_name,
         hbm_gb=float(d["hbm_gb"]),
         kv_capacity_gb=float(d["kv_capacity_gb"]),
         prefill_tokens_per_s=float(d["prefill_tokens_per_s"]),

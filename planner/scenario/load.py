@@ -4,6 +4,7 @@ domain, collecting all problems before raising one :class:`ScenarioError`."""
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -28,11 +29,12 @@ from planner.workload.base import assemble
 from planner.workload.synthetic import generate
 from planner.workload.traces import _group_tokens, read_trace
 
+log = logging.getLogger(__name__)
 _UNION_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "tuple"}
 
 
-class _DuplicateKey(ValueError):
-    pass
+class _Refused(ValueError):
+    """A document the loader refuses: a key given twice, an alias bomb, a recursive alias."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -49,16 +51,57 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise _DuplicateKey(f"key {key!r} given twice (lines {seen[key]} and {line})")
+                raise _Refused(f"key {key!r} given twice (lines {seen[key]} and {line})")
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+MAX_EXPANDED_NODES = 1_000_000  # beyond this, aliases may expand a document 10x at most
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (a shared node counts
+    each time it is used), computed once per distinct node."""
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise _Refused("a recursive alias (an anchor used inside itself)")
+        return memo[key]
+    memo[key] = -1
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        size = 1
+    memo[key] = size
+    return size
+
+
+def load_yaml(text: str) -> Any:
+    """YAML through the strict loader, refusing an alias "bomb": a document whose aliases expand
+    it past ``MAX_EXPANDED_NODES`` and 10x its written size (nine lines of nested aliases stand
+    for 10^9 strings, and validating them would run for hours)."""
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        memo: dict[int, int] = {}
+        size = _expanded_size(node, memo)
+        if size > max(MAX_EXPANDED_NODES, 10 * len(memo)):
+            raise _Refused(f"aliases expand {len(memo)} written nodes to {size:.3g}; "
+                                "write the values out instead")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
-            raise _DuplicateKey(f"key {k!r} given twice in one object")
+            raise _Refused(f"key {k!r} given twice in one object")
         out[k] = v
     return out
 
@@ -78,8 +121,8 @@ def read_document(path: Path) -> dict[str, Any]:
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
-            data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError, _DuplicateKey) as exc:
+            data = load_yaml(text)
+    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError, _Refused) as exc:
         first = " ".join(str(exc).split())
         raise ScenarioError(str(path), [Problem("<file>", f"not valid {suffix[1:] or 'yaml'}: {first}",
                                                 path.name)]) from None
@@ -134,6 +177,9 @@ def _model(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Model
     if isinstance(spec.model, str):
         try:
             return catalog.load_model_card(spec.model, base_dir / "models")
+        except ScenarioError as exc:
+            problems.extend(_card_problems(exc, "model"))
+            return None
         except KeyError:
             known = ", ".join(catalog.llm_names(base_dir / "models"))
             problems.append(Problem("model", f"unknown model card (known: {known})", spec.model))
@@ -146,6 +192,12 @@ def _model(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Model
     return catalog.model_card_from_dict(m.model_dump(exclude_none=True), m.name)
 
 
+def _card_problems(exc: ScenarioError, where: str) -> list[Problem]:
+    """A bad card file's problems, each named under the scenario field that uses the card."""
+    return [Problem(where, f"bad card {exc.file}: {p.path}: {p.message}", p.given)
+            for p in exc.problems]
+
+
 _OVERRIDES = ("prefill_tokens_per_s", "kv_capacity_gb", "max_batch_size", "cost_per_hour")
 
 
@@ -156,6 +208,9 @@ def _cluster(
     if c.accelerator is not None:
         try:
             card = catalog.load_accelerator(c.accelerator, base_dir / "models")
+        except ScenarioError as exc:
+            problems.extend(_card_problems(exc, f"{where}.accelerator"))
+            return None
         except KeyError:
             known = ", ".join(catalog.accelerator_names(base_dir / "models"))
             problems.append(Problem(f"{where}.accelerator",
@@ -295,8 +350,8 @@ def _build(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Scena
         if not bad:
             routes.append(tuple(r.path))
 
+    reach = dc_routes(graph, routes)
     if clusters and not problems:
-        reach = dc_routes(graph, routes)
         prefill_dcs = {c.datacenter for c in clusters if c.can_prefill}
         for i, d in enumerate(spec.datacenters):
             for j, c in enumerate(d.clusters):
@@ -312,12 +367,32 @@ def _build(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Scena
     workload = _workload(spec.workload, base_dir, dcs, problems)
     if problems or model is None or workload is None:
         return None
+    _warn_unreachable(clusters, dcs, reach, workload)
     return Scenario(
         name=spec.name, model=model, objective=spec.objective, datacenters=tuple(dcs),
         clusters=tuple(clusters), links=tuple(links), workload=workload,
         horizon_s=spec.horizon_s, routes=tuple(routes), prefix_caching=spec.prefix_caching,
         description=spec.description, extra=dict(spec.extra),
     )
+
+
+def _warn_unreachable(clusters: list[Cluster], dcs: list[str], reach: Any, wl: Workload) -> None:
+    """Warn (not fail) about parts of the fleet no plan can use: a prefill-only cluster with no
+    decode cluster within reach (it still pays rent under the cost objective), and an origin
+    datacenter from which no prefill cluster is reachable (its requests are placed as if they
+    arrived elsewhere: origins steer policies, they carry no bytes in the model)."""
+    decode_dcs = {c.datacenter for c in clusters if c.can_decode}
+    prefill_dcs = {c.datacenter for c in clusters if c.can_prefill}
+    for c in clusters:
+        if c.role == "prefill" and not any((c.datacenter, d) in reach for d in decode_dcs):
+            log.warning("cluster %s (prefill, in %s) reaches no decode cluster: no plan can use "
+                        "it", c.name, c.datacenter)
+    counts = np.bincount(wl.origin[wl.origin >= 0], minlength=len(dcs))
+    for k in np.flatnonzero(counts):
+        if not any((p, dcs[k]) in reach or (dcs[k], p) in reach for p in prefill_dcs):
+            log.warning("datacenter %s is the origin of %d request(s) but no prefill cluster is "
+                        "reachable from it: they are placed as if they arrived elsewhere",
+                        dcs[k], int(counts[k]))
 
 
 def _workload(
