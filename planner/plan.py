@@ -13,6 +13,8 @@ import numpy as np
 
 from planner.scenario.errors import PlanError, Problem
 
+MAX_PROBLEMS = 20  # problems listed for one plan; the rest are counted, not shown
+ORDER_SETTINGS = ("_admission",)  # the ``_`` keys of a plan's order
 STATUSES = ("optimal", "feasible", "infeasible", "timeout_no_solution", "error")
 REFUSED = -1
 
@@ -135,7 +137,12 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
     pre = np.full(n, -2, np.int64)
     dec = np.full(n, -1, np.int64)
     problems: list[Problem] = []
-    for k, row in enumerate(data["requests"]):
+    rows = data["requests"]
+    for k, row in enumerate(rows):
+        if len(problems) >= MAX_PROBLEMS:  # checked on every path, ``continue`` ones included
+            problems.append(Problem("requests", f"more problems not shown (stopped at row {k} of "
+                                    f"{len(rows)})"))
+            break
         if not isinstance(row, dict) or "id" not in row:
             problems.append(Problem(f"requests[{k}]", "needs id, prefill, decode", row))
             continue
@@ -149,7 +156,11 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
                                     row["id"]))
             continue
         for key, arr in (("prefill", pre), ("decode", dec)):
-            name = row.get(key)
+            if key not in row:  # only an explicit null refuses: a forgotten key is no decision
+                problems.append(Problem(f"requests[{k}].{key}", f"request {row['id']}: needs a "
+                                        "cluster name, or null for none"))
+                continue
+            name = row[key]
             if name is None:
                 arr[i] = -1
             elif not isinstance(name, str):
@@ -158,8 +169,6 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
                 arr[i] = index[name]
             else:
                 problems.append(Problem(f"requests[{k}].{key}", "unknown cluster", name))
-        if len(problems) >= 20:
-            break
     missing = np.flatnonzero(pre == -2)
     if missing.size and not problems:
         problems.append(Problem("requests", f"{missing.size} requests of the scenario have no "
@@ -168,28 +177,75 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
         raise PlanError(file, problems)
     order = data.get("order")
     if order is not None:
-        problems += _order_problems(order, rid, index)
+        problems += order_problems(order, instance, dec)
     if problems:
         raise PlanError(file, problems)
     meta = {k: v for k, v in data.items() if k != "requests"}
     return Plan(pre, dec, order=order), meta
 
 
-def _order_problems(order: Any, rid: dict[str, int], index: dict[str, int]) -> list[Problem]:
-    """A plan's order: ``{"CLUSTER#k" or "CLUSTER": [request index, ...], "_admission": [...]}``
-    (what the batch methods write and the replay reads); anything else is a problem."""
+def order_problems(order: Any, instance: Any, decode: np.ndarray) -> list[Problem]:
+    """A plan's order, checked the way the replay reads it (:mod:`planner.simulate.engine`):
+    ``{"CLUSTER#k": [request index, ...], "CLUSTER": [...], "_admission": ["reserve"]}``, a
+    replica key pinning its requests to replica k of a decode cluster and ranking them, a cluster
+    key ranking requests on any of its replicas. Problems: not a mapping, a key that names no
+    decoding cluster or replica, an unknown ``_`` setting, a list that is not of distinct request
+    indices, a request on two replicas of its cluster. A request listed under a cluster it does not
+    decode on is ignored by the replay (which logs it), not an error. At most
+    :data:`MAX_PROBLEMS` problems."""
     if not isinstance(order, dict):
         return [Problem("order", "a mapping of replica to request indices", order)]
-    out = []
+    names = list(instance.cluster_names)
+    index = {nm: i for i, nm in enumerate(names)}
+    n = instance.n_requests
+    out: list[Problem] = []
+    pinned: dict[int, str] = {}
     for key, seq in order.items():
-        if str(key).startswith("_"):
+        if len(out) >= MAX_PROBLEMS:
+            out.append(Problem("order", "more problems not shown"))
+            break
+        if not isinstance(key, str):
+            out.append(Problem(f"order.{key}", "keys are cluster or replica names", key))
             continue
-        cluster, hash_, k = str(key).rpartition("#")
-        if not (key in index or (hash_ and cluster in index and k.isdigit())):
+        if key.startswith("_"):
+            if key not in ORDER_SETTINGS:
+                out.append(Problem(f"order.{key}", "unknown order setting (known: "
+                                   f"{', '.join(ORDER_SETTINGS)})", key))
+            elif not isinstance(seq, list) or not all(isinstance(x, str) for x in seq):
+                out.append(Problem(f"order.{key}", "a list of words, e.g. [\"reserve\"]", seq))
+            continue
+        cluster, hash_, k = key.rpartition("#")
+        if key in index:
+            c, replica = index[key], None
+        elif hash_ and cluster in index and k.isdigit() and k == str(int(k)):
+            c, replica = index[cluster], int(k)
+        else:
             out.append(Problem(f"order.{key}", "not a cluster or replica (CLUSTER#k)", key))
-        elif not isinstance(seq, list) or not all(
-                isinstance(r, int) and not isinstance(r, bool) and 0 <= r < len(rid) for r in seq):
+            continue
+        if not instance.can_decode[c]:
+            out.append(Problem(f"order.{key}", f"cluster {names[c]} does not decode: an order "
+                               "ranks decode admissions", key))
+            continue
+        if replica is not None and replica >= int(instance.replicas[c]):
+            nrep = int(instance.replicas[c])
+            out.append(Problem(f"order.{key}", f"cluster {names[c]} has {nrep} "
+                               f"replica{'s' if nrep > 1 else ''} (CLUSTER#0 is the first)", key))
+            continue
+        if not isinstance(seq, list) or not all(
+                isinstance(r, int) and not isinstance(r, bool) and 0 <= r < n for r in seq):
             out.append(Problem(f"order.{key}", "a list of request indices", seq))
+            continue
+        if len(set(seq)) != len(seq):
+            dup = next(r for i, r in enumerate(seq) if r in seq[:i])
+            out.append(Problem(f"order.{key}", f"request {instance.ids[dup]} listed twice", dup))
+            continue
+        if replica is not None:
+            again = [r for r in seq if r in pinned and int(decode[r]) == c]
+            if again:
+                out.append(Problem(f"order.{key}", f"request {instance.ids[again[0]]} is also "
+                                   f"ordered on {pinned[again[0]]}", again[0]))
+                continue
+            pinned.update({r: key for r in seq if int(decode[r]) == c})
     return out
 
 

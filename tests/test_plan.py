@@ -114,3 +114,75 @@ def test_write_json_atomic_keeps_modes_follows_symlinks_and_spares_devices(tmp_p
     finally:
         os.close(fd)
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_plan_row_without_prefill_or_decode_key_is_an_error(contract_scenario):
+    # found by audit: a row without "prefill" (or "decode") read as refused; only null refuses
+    inst = as_instance(load_scenario(contract_scenario))
+    good = plan_to_dict(inst, solve(inst, "round_robin"))
+    for drop, fields in ((("prefill",), ["prefill"]), (("decode",), ["decode"]),
+                         (("prefill", "decode"), ["prefill", "decode"])):
+        bad = json.loads(json.dumps(good))
+        for key in drop:
+            del bad["requests"][0][key]
+        with pytest.raises(PlanError) as err:
+            plan_from_dict(bad, inst, file="p.json")
+        assert str(err.value).splitlines() == [
+            f"p.json: requests[0].{f}: request r1: needs a cluster name, or null for none "
+            "(missing)" for f in fields]
+    refused = json.loads(json.dumps(good))
+    refused["requests"][0].update(prefill=None, decode=None)
+    plan, _ = plan_from_dict(refused, inst)
+    assert plan.prefill[0] == -1 and plan.decode[0] == -1
+
+
+@pytest.mark.parametrize("row", [{"id": "zz", "prefill": "ep", "decode": "ed"}, "r1", {"x": 1},
+                                 {"id": "r1", "prefill": 5, "decode": "ed"}])
+def test_plan_problems_are_capped_on_every_path(contract_scenario, row):
+    # found by audit: the cap of 20 problems was skipped by rows that ``continue`` (unknown or
+    # repeated ids, rows that are not mappings): 5000 bad rows gave 5000 lines
+    inst = as_instance(load_scenario(contract_scenario))
+    with pytest.raises(PlanError) as err:
+        plan_from_dict({"requests": [row] * 5000}, inst, file="p.json")
+    lines = str(err.value).splitlines()
+    assert len(lines) <= 22
+    assert lines[-1].startswith("p.json: requests: more problems not shown (stopped at row ")
+
+
+def test_plan_order_is_checked_like_the_replay_reads_it(contract_scenario):
+    inst = as_instance(load_scenario(contract_scenario))
+    good = plan_to_dict(inst, solve(inst, "round_robin"))  # r1 on ed, r2 on wd, r3 on ed
+    for order, expected in (
+            ({"ed#0": [0, 0, 2]}, "p.json: order.ed#0: request r1 listed twice (0)"),
+            ({"ed#7": [0]}, "p.json: order.ed#7: cluster ed has 1 replica (CLUSTER#0 is the "
+                            "first) ('ed#7')"),
+            ({"ed#01": [0]}, "p.json: order.ed#01: not a cluster or replica (CLUSTER#k) "
+                             "('ed#01')"),
+            ({"ep#0": [0]}, "p.json: order.ep#0: cluster ep does not decode: an order ranks "
+                            "decode admissions ('ep#0')"),
+            ({"_admission": "reserve"}, "p.json: order._admission: a list of words, e.g. "
+                                        "[\"reserve\"] ('reserve')"),
+            ({"_admission": 5}, "p.json: order._admission: a list of words, e.g. [\"reserve\"] "
+                                "(5)"),
+            ({"_admision": ["reserve"]}, "p.json: order._admision: unknown order setting "
+                                        "(known: _admission) ('_admision')")):
+        with pytest.raises(PlanError) as err:
+            plan_from_dict({**good, "order": order}, inst, file="p.json")
+        assert str(err.value) == expected
+    many = {f"mars#{k}": [0] for k in range(100)}
+    with pytest.raises(PlanError) as err:
+        plan_from_dict({**good, "order": many}, inst, file="p.json")
+    assert len(str(err.value).splitlines()) == 21
+
+
+def test_simulate_checks_the_order_of_a_python_plan(contract_scenario):
+    # found by audit: order {"_admission": 5} crashed the replay with a TypeError
+    from planner.simulate import simulate
+
+    inst = as_instance(load_scenario(contract_scenario))
+    plan = solve(inst, "round_robin").plan
+    for order, expected in (({"_admission": 5}, r"order\._admission: a list of words"),
+                            ("x", "order: a mapping of replica to request indices")):
+        plan.order = order
+        with pytest.raises(PlanError, match=expected):
+            simulate(inst, plan)
