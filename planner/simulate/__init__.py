@@ -28,10 +28,15 @@ def simulate(problem: Scenario | Instance | str | Path, plan: Plan | Result | di
     OptionError, a plan that does not fit the scenario PlanError."""
     from planner.api import as_instance, as_plan
     from planner.metrics import check_plan
+    from planner.plan import order_problems
+    from planner.scenario.errors import PlanError
 
     inst = as_instance(problem)
     plan = as_plan(inst, plan)
     check_plan(inst, plan)
+    problems = [] if plan.order is None else order_problems(plan.order, inst, plan.decode)
+    if problems:  # a Plan built in Python: its order is read like plan JSON's
+        raise PlanError("<plan>", problems)
     path = inst.scenario.path
     cfg = config if config is not None else make_config(
         inst.scenario.extra, file=None if path is None else str(path), **settings)

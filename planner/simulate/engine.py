@@ -216,6 +216,7 @@ class Simulator:
         self.admission = adm
         by_name = {r.name: r.rid for r in self.reps}
         cindex = {nm: i for i, nm in enumerate(inst.cluster_names)}
+        elsewhere: dict[str, list[int]] = {}  # listed under a cluster they do not decode on
         for key, rows in order.items():
             if key.startswith("_"):
                 continue
@@ -226,13 +227,21 @@ class Simulator:
                     if 0 <= r < n and self.dec[r] == self.reps[rid].cid:
                         self.pin[r] = rid
                         self.rank[r] = pos
+                    else:
+                        elsewhere.setdefault(key, []).append(r)
             elif key in cindex:
                 for pos, r in enumerate(rows):
                     r = int(r)
-                    if 0 <= r < n and self.rank[r] < 0:
-                        self.rank[r] = pos
+                    if 0 <= r < n and self.dec[r] == cindex[key]:
+                        if self.rank[r] < 0:
+                            self.rank[r] = pos
+                    else:
+                        elsewhere.setdefault(key, []).append(r)
             else:
                 log.warning("plan order key %r names no cluster or replica: ignored", key)
+        for key, rows in elsewhere.items():
+            log.warning("plan order %s lists %d requests it does not decode (first: index %d): "
+                        "ignored", key, len(rows), rows[0])
         # links
         self.L = inst.n_links
         self.bw = inst.bandwidth_Bps.tolist()
