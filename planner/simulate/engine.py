@@ -65,6 +65,7 @@ import numpy as np
 from planner.instance import Instance
 from planner.metrics import prefill_seconds
 from planner.plan import Plan
+from planner.scenario.errors import Problem, ScenarioError
 from planner.simulate.config import ReplayConfig
 from planner.simulate.result import STATUS_NAMES, LinkStats, Replay, ReplicaStats, downsample
 
@@ -74,6 +75,7 @@ ARRIVE, WAKE, PREFILL_DONE, XFER, READY, REBALANCE = range(6)
 PENDING, DONE, REFUSED, TOO_LARGE = range(4)
 EXPORT, JOIN = 0, 1  # queue job kinds: a prefill whose KV leaves the replica; a decode admission
 EPS = 1e-9
+RESOLUTION = 1e-4  # float64 must resolve a decode step to this fraction at the replay's horizon
 DEFAULT_PREFILL_BUDGET = 8192
 
 
@@ -130,10 +132,17 @@ class Simulator:
         self.kv = float(inst.kv_bytes_per_token)
         self.P = inst.prompt_tokens.tolist()
         self.D = inst.output_tokens.tolist()
-        self.arr = inst.arrival_s.tolist()
         self.prio = inst.priority.tolist()
         self.pre = plan.prefill.tolist()
         self.dec = plan.decode.tolist()
+        # times run from the first served arrival (``t0``): arrivals at epoch seconds or
+        # nanoseconds would leave no float64 resolution for steps of milliseconds
+        served = plan.prefill >= 0
+        self.t0 = float(inst.arrival_s[served].min()) if served.any() else 0.0
+        if not math.isfinite(self.t0):
+            self.t0 = 0.0  # a non-finite arrival: _check_resolution names it
+        self.arr = (inst.arrival_s - self.t0).tolist()
+        self.file = "<scenario>" if inst.scenario.path is None else str(inst.scenario.path)
         self.host_bw = cfg.host_bandwidth_gb_s * 1e9
         self.heap: list = []
         self.seq = 0
@@ -259,6 +268,84 @@ class Simulator:
         self.x_last = 0.0
         self.x_ver = 0
         self.link_load = [0.0] * self.L  # current sum of rates
+        self._check_resolution(plan)
+
+    def _field(self, ci: int, name: str) -> str:
+        sc = self.inst.scenario
+        cl = sc.clusters[ci]
+        j = [c.name for c in sc.clusters if c.datacenter == cl.datacenter].index(cl.name)
+        return f"datacenters[{sc.datacenters.index(cl.datacenter)}].clusters[{j}].{name}"
+
+    def _check_resolution(self, plan: Plan) -> None:
+        """Raise ScenarioError when float64 cannot tell the replay's decode steps apart at the
+        times it reaches (a step below the resolution of the clock stalls the replay, a step near
+        it gives garbage latencies). The clock's reach is bounded by the arrivals' span plus all
+        the work done one piece after another; the error names the largest part."""
+        inst = self.inst
+        pre, dec = plan.prefill, plan.decode
+        served = pre >= 0
+        arr = inst.arrival_s
+        bad = np.flatnonzero(served & ~np.isfinite(arr))
+        if bad.size:
+            raise ScenarioError(self.file, [Problem("workload", f"request {inst.ids[bad[0]]}: "
+                                                    "arrival time is not a finite number of "
+                                                    "seconds", float(arr[bad[0]]))])
+        decoding = served & (dec >= 0) & (inst.output_tokens > 0)
+        if not decoding.any():
+            return  # every event ends a prefill: the replay advances without steps
+        c = inst.n_clusters
+        pc, dc = np.maximum(pre, 0), np.maximum(dec, 0)
+        parts: list[tuple[float, str, str, object]] = []  # seconds, what, field, its value
+        if served.any():
+            last = int(np.flatnonzero(served)[np.argmax(arr[served])])
+            parts.append((float(arr[last]) - self.t0, "the arrivals span", "workload",
+                          float(arr[last])))
+        with np.errstate(over="ignore", invalid="ignore"):
+            pre_s = np.where(served, prefill_seconds(inst, inst.prompt_tokens.astype(np.float64),
+                                                     pc), 0.0)
+            dec_s = np.where(decoding, inst.output_tokens * inst.step_full_s[dc], 0.0)
+            pre_c = np.bincount(pc, weights=pre_s, minlength=c)
+            dec_c = np.bincount(dc, weights=dec_s, minlength=c)
+            names = inst.cluster_names
+            for ci in range(c):
+                parts.append((float(pre_c[ci]), f"the prefills on {names[ci]} take",
+                              self._field(ci, "prefill_tokens_per_s"),
+                              float(inst.prefill_tps[ci])))
+                parts.append((float(dec_c[ci]), f"the decodes on {names[ci]} take",
+                              self._field(ci, "decode_tokens_per_s"), float(inst.decode_tps[ci])))
+            moved = decoding & (pre != dec)
+            if self.L and moved.any():
+                use = inst.pair_links[pc[moved] * c + dc[moved]]  # (moved requests, links)
+                secs = (inst.kv_bytes[moved][:, None] * use).sum(axis=0) / inst.bandwidth_Bps
+                for lk in range(self.L):
+                    parts.append((float(secs[lk]), f"the KV transfers over {inst.link_names[lk]} "
+                                  "take", f"links[{lk}].bandwidth_gbps",
+                                  inst.scenario.links[lk].bandwidth_gbps))
+            lat = float(inst.route_latency_s[pc[decoding], dc[decoding]].sum())
+            parts.append((lat, "the route latencies add", "links", lat))
+            horizon = float(sum(p[0] for p in parts))
+        used = np.unique(dc[decoding])
+        if self.cfg.decode_step == "full":
+            steps = inst.step_full_s[used]
+        else:
+            sc = inst.scenario
+            steps = np.array([sc.clusters[i].decode_step_base_s + sc.clusters[i].decode_step_per_seq_s
+                              for i in used.tolist()])
+        k = int(np.argmin(steps))
+        q = float(steps[k])
+        ulp = math.ulp(horizon) if math.isfinite(horizon) else math.inf
+        if q > 0 and ulp > RESOLUTION * q:
+            sec, why, field_, value = max(parts, key=lambda p: p[0] if math.isfinite(p[0])
+                                          else math.inf)
+            raise ScenarioError(self.file, [Problem(
+                field_, f"the replay cannot time this plan: {why} {sec:.3g} s, so its clock "
+                f"reaches {horizon:.3g} s, where float64 resolves {ulp:.3g} s, too coarse for "
+                f"the {q:.3g} s decode step of {names[used[k]]}", value)])
+        period = self.cfg.rebalance_period_s
+        if self.cfg.rebalance == "load_pair" and ulp > period:  # the ticks must advance the clock
+            raise ScenarioError(self.file, [Problem(
+                "simulate.rebalance_period_s", f"below the {ulp:.3g} s float64 resolution of the "
+                f"replay's clock, which reaches {horizon:.3g} s", period)])
 
     # ------------------------------------------------------------------ helpers
     def push(self, t: float, kind: int, a: int, b: int = 0) -> None:
@@ -422,7 +509,11 @@ class Simulator:
         if ver != self.x_ver:
             return
         self._x_advance(t)
-        fin = [r for r, st in self.active.items() if st[0] <= 1e-6 * max(1.0, st[2])]
+        # done: a few bytes left, or so little time that t cannot tell it (else t + nxt == t
+        # and the transfer would never advance)
+        res = math.ulp(t)
+        fin = [r for r, st in self.active.items()
+               if st[0] <= 1e-6 * max(1.0, st[2]) or st[0] <= st[2] * res]
         for r in fin:
             del self.active[r]
             self.push(t + float(self.lat[self.pre[r], self.dec[r]]), READY, r)
@@ -667,9 +758,10 @@ class Simulator:
             self.push(tw, WAKE, rp.rid, rp.ver)
 
     # ------------------------------------------------------------------ rebalancing
-    def rebalance(self, t: float) -> None:
+    def rebalance(self, t: float) -> bool:
         """load_pair: per decode cluster, move waiting requests from the most to the least loaded
-        replica (committed KV tokens) while that narrows the gap."""
+        replica (committed KV tokens) while that narrows the gap. True when one moved."""
+        any_moved = False
         for ci, ids in enumerate(self.cluster_reps):
             if len(ids) < 2 or not self.inst.can_decode[ci]:
                 continue
@@ -694,10 +786,12 @@ class Simulator:
                 else:
                     keep.append(item)
             if moved:
+                any_moved = True
                 heapq.heapify(keep)
                 hi.q = keep
                 for r in moved:
                     self.enqueue(lo, r, JOIN, t)
+        return any_moved
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> None:
@@ -709,16 +803,36 @@ class Simulator:
         n = self.n
         pop = heapq.heappop
         period = self.cfg.rebalance_period_s if self.cfg.rebalance == "load_pair" else None
+        tick = 1  # rebalancing at tick * period (no drift from summing the period)
         next_rb = period if period else math.inf
+        # guard: the events at one instant are a few per request and replica; far more means the
+        # clock stopped (a time step below its float64 resolution), which would never end
+        stall_limit = 16 * (n + len(reps) + self.L) + 10_000
+        t_last, stall = -math.inf, 0
         while True:
             ta = arr[order[ia]] if ia < n else math.inf
             th = heap[0][0] if heap else math.inf
             if ta == math.inf and th == math.inf:
                 break
-            if next_rb <= min(ta, th):
-                self.rebalance(next_rb)
-                next_rb += period
+            t_next = min(ta, th)
+            if next_rb <= t_next:
+                moved = self.rebalance(next_rb)
+                tick += 1
+                if not moved and t_next < math.inf:
+                    # nothing changes before the next event: the ticks until then move nothing
+                    # either (a short period must not mean one idle tick per period)
+                    tick = max(tick, math.ceil(t_next / period))
+                next_rb = tick * period
                 continue
+            if t_next == t_last:
+                stall += 1
+                if stall > stall_limit:
+                    raise ScenarioError(self.file, [Problem(
+                        "simulate", f"the replay makes no progress: {stall} events at "
+                        f"t = {t_next + self.t0:.6g} s (times below the clock's float64 "
+                        "resolution?)", t_next + self.t0)])
+            else:
+                t_last, stall = t_next, 0
             self.events += 1
             if ta <= th:
                 self.arrive(order[ia], ta)
@@ -740,13 +854,16 @@ class Simulator:
         cfg = self.cfg
         names = np.array(list(inst.cluster_names) + [None], dtype=object)
         f = np.array
+        t0 = self.t0  # the engine's clock starts at the first served arrival
         arrival = inst.arrival_s.astype(np.float64)
-        done_t = f(self.t_done, np.float64)
-        first = f(self.t_first, np.float64)
+        arr_rel = f(self.arr, np.float64)
+        done_rel = f(self.t_done, np.float64)
+        first_rel = f(self.t_first, np.float64)
+        done_t, first = done_rel + t0, first_rel + t0
         status = f([STATUS_NAMES[s] for s in self.status], dtype=object)
         out = f(self.D, np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):  # TPOT: undefined below 2 tokens
-            tpot = np.where(out > 1, (done_t - first) / np.maximum(out - 1, 1), np.nan)
+            tpot = np.where(out > 1, (done_rel - first_rel) / np.maximum(out - 1, 1), np.nan)
         tpot = np.where(np.isfinite(done_t), tpot, np.nan)
         decoding = (np.asarray(self.dec) >= 0) & (out > 0)
         requests = {
@@ -759,27 +876,28 @@ class Simulator:
             "decode": names[np.where(decoding, np.asarray(self.dec), -1)],
             "prefill_replica": f(self.pre_rep, np.int64),
             "decode_replica": f(self.dec_rep, np.int64),
-            "prefill_start_s": f(self.t_pre0, np.float64),
-            "prefill_end_s": f(self.t_pre1, np.float64),
-            "decode_ready_s": f(self.t_ready, np.float64),
-            "decode_start_s": f(self.t_dec0, np.float64),
+            "prefill_start_s": f(self.t_pre0, np.float64) + t0,
+            "prefill_end_s": f(self.t_pre1, np.float64) + t0,
+            "decode_ready_s": f(self.t_ready, np.float64) + t0,
+            "decode_start_s": f(self.t_dec0, np.float64) + t0,
             "first_token_s": first,
             "completion_s": done_t,
-            "ttft_s": first - arrival,
+            "ttft_s": first_rel - arr_rel,
             "tpot_s": tpot,
-            "e2e_s": done_t - arrival,
+            "e2e_s": done_rel - arr_rel,
             "cached_tokens": f(self.cached, np.int64),
             "preemptions": f(self.npre, np.int64),
             "status": status,
         }
-        makespan = float(np.nanmax(done_t)) if np.isfinite(done_t).any() else 0.0
+        end = float(np.nanmax(done_rel)) if np.isfinite(done_rel).any() else 0.0
+        makespan = end + t0 if np.isfinite(done_rel).any() else 0.0
         pts = cfg.timeline_points
         replicas = []
         for rp in self.reps:
-            if rp.mem_t[-1] < makespan:
-                rp.mem_t.append(makespan)
+            if rp.mem_t[-1] < end:
+                rp.mem_t.append(end)
                 rp.mem_v.append(rp.mem_v[-1])
-            mt, mv = downsample(f(rp.mem_t), f(rp.mem_v), pts)
+            mt, mv = downsample(f(rp.mem_t) + t0, f(rp.mem_v), pts)
             replicas.append(ReplicaStats(rp.name, inst.cluster_names[rp.cid], rp.index,
                                          rp.cap_bytes, rp.peak * self.kv, rp.preemptions,
                                          rp.busy, rp.served, mt, mv))
@@ -788,7 +906,7 @@ class Simulator:
             ts = f(self.link_t[lk])
             us = f(self.link_u[lk])
             busy = float(np.sum(np.diff(ts) * us[:-1])) if ts.size > 1 else 0.0
-            ts, us = downsample(ts, us, pts)
+            ts, us = downsample(ts + t0, us, pts)
             links.append(LinkStats(inst.link_names[lk], float(self.bw[lk]), self.link_bytes[lk],
                                    busy, ts, us))
         return Replay(inst.scenario.name, cfg, requests, replicas, links, makespan, wall,

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import heapq
+import json
 import logging
 
+import numpy as np
+import pytest
+
 from planner import as_instance, load_scenario, solve
+from planner.scenario.errors import ScenarioError
+from planner.simulate import simulate
 from planner.simulate.config import ReplayConfig
-from planner.simulate.engine import Simulator
+from planner.simulate.engine import READY, XFER, Simulator
 
 
 def test_order_ranks_only_requests_decoded_on_the_named_cluster(contract_scenario, caplog):
@@ -21,3 +28,136 @@ def test_order_ranks_only_requests_decoded_on_the_named_cluster(contract_scenari
     assert [r.getMessage() for r in caplog.records] == [
         "plan order wd lists 1 requests it does not decode (first: index 0): ignored",
         "plan order ed#0 lists 1 requests it does not decode (first: index 1): ignored"]
+
+
+# ---------------------------------------------------------------- times the clock cannot resolve
+# Found by audit: ``planner simulate`` (and the replay of ``planner compare``) never ended when
+# the clock reached times whose float64 resolution is coarser than a decode step (t + step == t):
+# arrivals at epoch nanoseconds, a prefill rate of 1e-300 tokens/s, arrivals 1e16 s apart. The
+# tests below bound the replay by counting its replica wake-ups, so the old code fails instead of
+# hanging.
+
+WAKE_LIMIT = 100_000
+
+
+@pytest.fixture
+def bounded(monkeypatch):
+    calls = {"wake": 0, "rebalance": 0}
+
+    def counted(name):
+        orig = getattr(Simulator, name)
+
+        def wrapper(self, *args):
+            calls[name] += 1
+            if calls[name] > WAKE_LIMIT:
+                raise RuntimeError(f"{name} called {calls[name]} times: the replay does not end")
+            return orig(self, *args)
+        return wrapper
+
+    monkeypatch.setattr(Simulator, "wake", counted("wake"))
+    monkeypatch.setattr(Simulator, "rebalance", counted("rebalance"))
+    return calls
+
+
+def _scenario(tmp_path, contract_scenario, name="s", arrivals=None, time_scale=None,
+              **cluster0):
+    d = json.loads(contract_scenario.read_text())
+    d["datacenters"][0]["clusters"][0].update(cluster0)
+    if arrivals is not None:
+        for row, a in zip(d["workload"]["requests"], arrivals, strict=True):
+            row["arrival_s"] = a
+    if time_scale is not None:
+        d["workload"]["time_scale"] = time_scale
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(d))
+    return path
+
+
+@pytest.mark.parametrize("shift, offsets", [(1.7e9, [0.0, 0.5, 1.0]),  # epoch seconds
+                                            (1.7e18, [0.0, 512.0, 1024.0])])  # epoch ns
+def test_epoch_arrivals_replay_like_arrivals_from_zero(tmp_path, contract_scenario, bounded,
+                                                       shift, offsets):
+    base = as_instance(load_scenario(_scenario(tmp_path, contract_scenario, "base",
+                                               arrivals=offsets)))
+    far = as_instance(load_scenario(_scenario(tmp_path, contract_scenario, "far",
+                                              arrivals=[shift + o for o in offsets])))
+    assert far.arrival_s.tolist() == [shift + o for o in offsets]  # exact in float64
+    plan = solve(base, "round_robin").plan
+    a, b = simulate(base, plan), simulate(far, plan)
+    assert b.summary()["completed"] == 3
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert np.array_equal(a.requests[key], b.requests[key]), key
+    assert np.array_equal(b.requests["arrival_s"], far.arrival_s)
+    assert b.requests["completion_s"] == pytest.approx(a.requests["completion_s"] + shift,
+                                                       rel=1e-15)
+    assert b.makespan_s == pytest.approx(a.makespan_s + shift, rel=1e-15)
+    assert b.replicas[0].memory_t[0] == shift and b.replicas[0].busy_s == a.replicas[0].busy_s
+
+
+def test_times_below_the_clock_resolution_are_a_one_line_error(tmp_path, contract_scenario,
+                                                               bounded, capsys):
+    from planner.cli import main
+
+    path = _scenario(tmp_path, contract_scenario, prefill_tokens_per_s=1e-300)
+    inst = as_instance(load_scenario(path))
+    plan = solve(inst, "greedy").plan
+    with pytest.raises(ScenarioError) as err:
+        simulate(inst, plan)
+    assert str(err.value) == (
+        f"{path}: datacenters[0].clusters[0].prefill_tokens_per_s: the replay cannot time this "
+        "plan: the prefills on ep take 6e+303 s, so its clock reaches 6e+303 s, where float64 "
+        "resolves 1.22e+288 s, too coarse for the 0.04 s decode step of ed (1e-300)")
+    out = tmp_path / "p.json"
+    assert main(["solve", str(path), "-m", "greedy", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["simulate", str(path), str(out)]) == 2
+    assert capsys.readouterr().err == str(err.value) + "\n"
+
+
+def test_a_served_request_arriving_at_infinity_is_an_error(tmp_path, contract_scenario, bounded):
+    # 1e308 * time_scale 10 overflows to inf: the request never arrived and the replay reported
+    # 2 of 3 requests completed, silently
+    path = _scenario(tmp_path, contract_scenario, arrivals=[1e308, 0.5, 1.0], time_scale=10)
+    with np.errstate(over="ignore"):
+        inst = as_instance(load_scenario(path))
+    plan = solve(inst, "round_robin").plan
+    with pytest.raises(ScenarioError, match=r": workload: request r1: arrival time is not a "
+                       r"finite number of seconds \(inf\)$"):
+        simulate(inst, plan)
+
+
+def test_the_stall_guard_ends_a_replay_whose_clock_stops(tmp_path, contract_scenario, bounded,
+                                                         monkeypatch):
+    # behind the resolution check, the event loop itself refuses to spin at one instant
+    monkeypatch.setattr(Simulator, "_check_resolution", lambda self, plan: None, raising=False)
+    path = _scenario(tmp_path, contract_scenario, prefill_tokens_per_s=1e-300)
+    inst = as_instance(load_scenario(path))
+    with pytest.raises(ScenarioError, match=r": simulate: the replay makes no progress: \d+ "
+                       r"events at t = 2e\+303 s"):
+        simulate(inst, solve(inst, "greedy").plan)
+
+
+def test_a_transfer_shorter_than_the_clock_resolution_finishes(contract_scenario):
+    # fair link sharing: the remaining time of a transfer below the resolution of t left
+    # t + remaining == t, the transfer never advanced and XFER events repeated at t forever
+    inst = as_instance(load_scenario(contract_scenario))
+    sim = Simulator(inst, solve(inst, "round_robin").plan, ReplayConfig())  # r2: ep -> wd
+    t = 3e10  # float64 resolves 3.8e-6 s here
+    sim.x_last = t
+    rate = sim.bw[0]
+    sim.active[1] = [1.5e-6 * rate, (0,), 0.0]  # 1.5 us of transfer left
+    sim._x_rates(t)
+    when, _, kind, ver, _ = heapq.heappop(sim.heap)
+    assert kind == XFER and when == t
+    sim.xfer(ver, when)
+    assert sim.active == {} and [e[2] for e in sim.heap] == [READY]
+
+
+def test_a_short_rebalance_period_does_not_tick_through_idle_time(contract_scenario, bounded):
+    # load_pair every 1e-9 s over a 12 s replay was 1.2e10 rebalance calls
+    inst = as_instance(load_scenario(contract_scenario))
+    plan = solve(inst, "round_robin").plan
+    slow = simulate(inst, plan, rebalance="load_pair", rebalance_period_s=1.0)
+    fast = simulate(inst, plan, rebalance="load_pair", rebalance_period_s=1e-9)
+    assert fast.summary()["completed"] == slow.summary()["completed"] == 3
+    assert bounded["rebalance"] < 100
