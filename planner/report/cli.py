@@ -95,9 +95,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{f(r['solve_wall_s'], '.3f'):>8}")
         if r["makespan_s"] is None:
             print(f"    {r['termination']}")
+    if paths is None:
+        print(f"planner compare: no method found a plan: no report written ({out} and its files "
+              "are left as they were)", file=sys.stderr)
+        return 1
     print(f"report written: {paths['html']} (numbers: {paths['csv']}, {paths['json']}; plans: "
           f"{paths['plans']}/)")
-    return 0 if any(r["makespan_s"] is not None for r in data["table"]) else 1
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -109,7 +113,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--time-limit", type=float, default=DEFAULT_TIME_LIMIT,
                    help=f"seconds per method (default {DEFAULT_TIME_LIMIT:g})")
     s.add_argument("--out", "-o", default=None,
-                   help="report HTML (default reports/SCENARIO.html); CSV and JSON beside it")
+                   help="report NAME.html (default reports/SCENARIO.html); NAME.csv, NAME.json "
+                        "and NAME.plans/ beside it")
     s.add_argument("--option", "-O", action="append", default=[], metavar="METHOD.KEY=VALUE",
                    help="a method option, repeatable, e.g. -O random.seed=3")
     s.add_argument("--hard-timeout", type=float, default=None, metavar="SECONDS",

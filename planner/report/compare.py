@@ -13,6 +13,9 @@ import csv
 import io
 import logging
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,13 +25,20 @@ from typing import Any
 
 import numpy as np
 
-from planner.api import as_instance, solve
+from planner.api import as_instance, check_time_limit, solve
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays
 from planner.plan import Result, plan_to_dict, relative_gap
 from planner.registry import MethodSpec, get_method, methods
 from planner.report import replay as replay_hook
-from planner.report.io import check_output, jsonable, write_json_atomic, write_text_atomic
+from planner.report.io import (
+    check_output,
+    dumps,
+    jsonable,
+    replace_folder,
+    write_json_atomic,
+    write_text_atomic,
+)
 from planner.scenario.errors import InputError, OptionError, Problem
 from planner.scenario.load import load_scenario
 from planner.scenario.model import Scenario
@@ -289,17 +299,25 @@ def warm_up(names: Sequence[str]) -> None:
 
 def check_method_options(specs: Sequence[Any], options: dict[str, dict[str, Any]]) -> None:
     """Every ``METHOD.KEY`` names a method that runs and one of its options, with a value of the
-    option's type: checked before anything runs or is written."""
+    option's type: checked before anything runs or is written. ``METHOD.time_limit``, which
+    every method takes, must be a positive number of seconds."""
     names = {sp.name for sp in specs}
     problems = [Problem(f"{m}.{k}", "not a method of this run (--methods)", v)
                 for m, opts in options.items() if m not in names for k, v in opts.items()]
     for sp in specs:
+        opts = options.get(sp.name, {})
         try:
-            sp.resolve(options.get(sp.name, {}))
+            check_time_limit(opts.get("time_limit"), "time_limit")
+            sp.resolve(opts)
         except InputError as exc:
             problems += [Problem(f"{sp.name}.{p.path}", p.message, p.given) for p in exc.problems]
     if problems:
         raise OptionError("--option", problems)
+
+
+def method_time_limit(opts: dict[str, Any], time_limit: float | None) -> float | None:
+    """The time limit of one method: its own ``time_limit`` option, else the run's."""
+    return float(opts["time_limit"]) if opts.get("time_limit") is not None else time_limit
 
 
 def run_methods(
@@ -311,11 +329,14 @@ def run_methods(
     plans_dir: Path | None = None,
     replay: bool = True,
     hard_timeout: float | None = None,
+    plans_label: str | None = None,
 ) -> dict[str, Any]:
     """Run the methods and return the report's data (the JSON). A method that raises, times out
     or finds no plan becomes a row with its status and reason; the others still run. With
     ``hard_timeout`` each method runs in its own process, killed after that many seconds (its
-    row: ``timeout_no_solution``)."""
+    row: ``timeout_no_solution``). A method's ``time_limit`` option overrides ``time_limit``
+    for that method. Plans are written into ``plans_dir`` and referred to in the data as
+    ``PLANS_LABEL/METHOD.plan.json`` (default: the folder's name)."""
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     inst = as_instance(sc)
     specs = resolve_methods(method_names)
@@ -325,16 +346,18 @@ def run_methods(
     outcomes: list[MethodOutcome] = []
     t_all = time.perf_counter()
     for k, spec in enumerate(specs):
+        opts = dict((options or {}).get(spec.name, {}))
+        limit = method_time_limit(opts, time_limit)
+        opts.pop("time_limit", None)
         if progress:
             progress("start", spec.name, {"kind": spec.kind, "index": k, "total": len(specs),
-                                          "time_limit": time_limit})
+                                          "time_limit": limit})
         t0 = time.perf_counter()
         try:
-            opts = (options or {}).get(spec.name, {})
             if hard_timeout is not None:
-                res = solve_with_hard_timeout(inst, spec.name, time_limit, opts, hard_timeout)
+                res = solve_with_hard_timeout(inst, spec.name, limit, opts, hard_timeout)
             else:
-                res = solve(inst, spec.name, time_limit=time_limit, **opts)
+                res = solve(inst, spec.name, time_limit=limit, **opts)
             out = _outcome(spec, res, inst)
         except _Killed as exc:
             out = MethodOutcome(spec.name, spec.kind, "timeout_no_solution", str(exc),
@@ -350,7 +373,7 @@ def run_methods(
             if res.plan is not None and plans_dir is not None:
                 path = plans_dir / f"{spec.name}.plan.json"
                 write_json_atomic(path, plan_to_dict(inst, res))
-                out.plan_file = f"{plans_dir.name}/{path.name}"
+                out.plan_file = f"{plans_label or plans_dir.name}/{path.name}"
             if res.plan is not None and replay:
                 out.replay = replay_hook.replay_summary(sc, inst, res.plan, spec.name)
         log.info("%s: %s in %.3f s %s", spec.name, out.status, out.wall_s, out.termination)
@@ -485,22 +508,45 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def output_paths(out_html: str | Path) -> dict[str, Path]:
+    """The report's files: ``NAME.html`` and beside it ``NAME.csv``, ``NAME.json`` and the
+    folder ``NAME.plans`` (NAME is the whole file name less its final ``.html``, so that
+    ``run.v1.html`` and ``run.v2.html`` keep apart). Any other suffix is refused (one line): the
+    HTML would be written over a numbers file of its own or of another report."""
     html = Path(out_html)
-    stem = html.with_suffix("")
-    return {"html": html, "csv": stem.with_suffix(".csv"), "json": stem.with_suffix(".json"),
-            "plans": Path(f"{stem}.plans")}
+    name = html.name
+    if not name.lower().endswith(".html") or len(name) == len(".html"):
+        raise InputError("--out", [Problem(
+            "--out", "the report must be a NAME.html file (its CSV, JSON and NAME.plans/ go "
+            "beside it)", str(out_html))])
+    stem = name[: -len(".html")]
+    return {"html": html, "csv": html.with_name(f"{stem}.csv"),
+            "json": html.with_name(f"{stem}.json"), "plans": html.with_name(f"{stem}.plans")}
 
 
-def write_report(data: dict[str, Any], out_html: str | Path) -> dict[str, Path]:
-    """Write JSON, CSV and HTML (each atomically; the HTML last, rendered from the JSON)."""
+def succeeded(data: dict[str, Any]) -> bool:
+    """Whether some method found a plan (else the run failed and no report is written)."""
+    return any(r.get("makespan_s") is not None for r in data["table"])
+
+
+def write_report(data: dict[str, Any], out_html: str | Path,
+                 plans_from: Path | None = None) -> dict[str, Path]:
+    """Write JSON, CSV and HTML (each atomically; the HTML last, rendered from the JSON). Every
+    file is made before the first is written, so that a failure (say in rendering) leaves the
+    previous report whole. ``plans_from``, a folder of plans made beside ``NAME.plans``, then
+    replaces that folder (the old one is removed), before the HTML is written."""
     from planner.report.render import render_compare
 
     paths = output_paths(out_html)
     data["files"] = {"html": paths["html"].name, "csv": paths["csv"].name,
                      "json": paths["json"].name}
-    write_json_atomic(paths["json"], data)
-    write_text_atomic(paths["csv"], to_csv(data["table"]))
-    write_text_atomic(paths["html"], render_compare(data))
+    text_json = dumps(data)
+    text_csv = to_csv(data["table"])
+    text_html = render_compare(data)
+    write_text_atomic(paths["json"], text_json)
+    write_text_atomic(paths["csv"], text_csv)
+    if plans_from is not None:
+        replace_folder(plans_from, paths["plans"])
+    write_text_atomic(paths["html"], text_html)
     return paths
 
 
@@ -512,13 +558,28 @@ def compare(
     progress: Progress | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     hard_timeout: float | None = None,
-) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Load, run, write. Returns the data and the paths written."""
-    sc = load_scenario(scenario)
+) -> tuple[dict[str, Any], dict[str, Path] | None]:
+    """Load, run, write. Returns the data and the paths written, or None for the paths when no
+    method found a plan: then nothing is written and a previous report is kept whole. Nothing
+    is written while the methods run (the plans go to a hidden folder beside ``NAME.plans``,
+    renamed into place at the end), so an error or an interrupt also keeps the previous
+    report."""
     out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
     paths = output_paths(out)
+    sc = load_scenario(scenario)
     for key in ("html", "csv", "json", "plans"):
         check_output(paths[key], "--out", folder=key == "plans")
-    data = run_methods(sc, method_names, time_limit, options=options, progress=progress,
-                       plans_dir=paths["plans"], hard_timeout=hard_timeout)
-    return data, write_report(data, out)
+    real_plans = Path(os.path.realpath(paths["plans"]))
+    staging = Path(tempfile.mkdtemp(prefix=f".{real_plans.name}.", suffix=".tmp",
+                                    dir=real_plans.parent))
+    try:
+        data = run_methods(sc, method_names, time_limit, options=options, progress=progress,
+                           plans_dir=staging, plans_label=paths["plans"].name,
+                           hard_timeout=hard_timeout)
+        if not succeeded(data):
+            log.info("no method found a plan: no report written (%s is left as it was)",
+                        paths["html"])
+            return data, None
+        return data, write_report(data, out, plans_from=staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

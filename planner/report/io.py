@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,31 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return given
+
+
+def replace_folder(new: str | Path, target: str | Path) -> Path:
+    """Put the folder ``new`` (made in the folder of ``target``) in the place of ``target``,
+    removing what was there: the old folder is moved aside, ``new`` renamed into place, then the
+    old one deleted, so that ``target`` is never a mix of the two (put back if the rename
+    fails). A symlinked ``target`` is replaced through the link. ``new`` gets the mode a new
+    folder would have."""
+    new, given = Path(new), Path(target)
+    target = Path(os.path.realpath(given))
+    os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes 0700
+    if not target.exists():
+        os.replace(new, target)
+        return given
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=".tmp", dir=target.parent))
+    try:
+        os.replace(target, aside / target.name)
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(aside / target.name, target)
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
     return given
 
 

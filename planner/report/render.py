@@ -113,7 +113,8 @@ def render_compare(data: dict[str, Any]) -> str:
         charts.add(f"replay-{k}", fig)
         replay_ids.append(f"replay-{k}")
     rows = data["table"]
-    files = data.get("files") or {k: p.name for k, p in output_paths(f"{sc['name']}.html").items()}
+    files = data.get("files") or {
+        k: p.name for k, p in output_paths(f"{sc['name'] or 'report'}.html").items()}
     return environment().get_template("compare.html").render(
         data=data, sc=sc, wl=sc["workload"], rows=rows, columns=COLUMNS,
         best=best_in_columns(rows), failed=[m for m in data["methods"] if not m.get("metrics")],

@@ -282,3 +282,137 @@ def test_a_bound_another_plan_contradicts_is_not_used(monkeypatch) -> None:
     assert data["best_bound"] is None  # the liar's was the only bound
     traces = [tr.name for tr in incumbent_bound(data).data]
     assert "_test_liar incumbent" in traces and "_test_liar bound" not in traces
+
+
+TWO_DC = Path(__file__).parent.parent / "data" / "two-dc.json"
+
+
+def _compare(out: Path, *extra: str) -> int:
+    return cli.main(["compare", str(TWO_DC), "--no-progress", "--out", str(out), *extra])
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["r.json", "r.csv", "r", "r.htm", ".html", "r.html.json"])
+def test_out_must_be_an_html_file(tmp_path: Path, name: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """An --out the report's own CSV/JSON could collide with is refused before anything runs."""
+    out = tmp_path / name
+    assert _compare(out, "--methods", "greedy") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["--out: the report must be a NAME.html file (its CSV, JSON and NAME.plans/ go "
+                   f"beside it) ('{out}')"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sibling_names_keep_every_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """run.v1.html and run.v2.html have their own numbers (the stem is the name less .html)."""
+    assert _compare(tmp_path / "run.v1.html", "--methods", "greedy") == 0
+    assert _compare(tmp_path / "run.v2.html", "--methods", "lpt") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "run.v1.csv", "run.v1.html", "run.v1.json", "run.v1.plans",
+        "run.v2.csv", "run.v2.html", "run.v2.json", "run.v2.plans"]
+    v1 = json.loads((tmp_path / "run.v1.json").read_text())
+    assert [m["method"] for m in v1["methods"]] == ["greedy"]
+    assert v1["files"] == {"html": "run.v1.html", "csv": "run.v1.csv", "json": "run.v1.json"}
+    assert v1["methods"][0]["plan_file"] == "run.v1.plans/greedy.plan.json"
+    assert (tmp_path / "run.v1.json").parent.joinpath(v1["methods"][0]["plan_file"]).is_file()
+    assert "report written: " in capsys.readouterr().out
+
+
+@pytest.fixture
+def failing_methods():
+    @register("_test_fail", "raises")
+    def fail(inst, **_):
+        raise RuntimeError("no luck")
+
+    @register("_test_interrupt", "interrupted mid-run")
+    def interrupt(inst, **_):
+        if inst.scenario.name != "warm-up":  # not in compare's untimed warm-up run
+            raise KeyboardInterrupt
+        return Plan(np.zeros(inst.n_requests), np.zeros(inst.n_requests))
+
+    yield
+    for name in ("_test_fail", "_test_interrupt"):
+        _REGISTRY.pop(name, None)
+
+
+def test_a_failed_run_keeps_the_previous_report(failing_methods, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Every method failing, or an interrupt after a method wrote its plan, leaves the previous
+    report (HTML, CSV, JSON and plans) exactly as it was, and no temporary file behind."""
+    out = tmp_path / "r.html"
+    assert _compare(out, "--methods", "greedy,lpt") == 0
+    before = _snapshot(tmp_path)
+    assert sorted(before) == ["r.csv", "r.html", "r.json", "r.plans/greedy.plan.json",
+                              "r.plans/lpt.plan.json"]
+    capsys.readouterr()
+    assert _compare(out, "--methods", "_test_fail") == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip().splitlines()[-1:] == [  # after the method's own error log
+        f"planner compare: no method found a plan: no report written ({out} and its files are "
+        "left as they were)"]
+    assert "report written" not in captured.out and "no luck" in captured.out
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "r.csv", "r.html", "r.json", "r.plans"]
+    # round_robin's plan is made before the interrupt: it must not reach r.plans/
+    assert _compare(out, "--methods", "round_robin,_test_interrupt") == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    assert _snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "r.csv", "r.html", "r.json", "r.plans"]
+
+
+def test_a_new_report_replaces_the_whole_plans_folder(tmp_path: Path) -> None:
+    """The plans folder holds this run's plans only, put in place at the end."""
+    out = tmp_path / "r.html"
+    assert _compare(out, "--methods", "greedy,lpt") == 0
+    assert _compare(out, "--methods", "lpt") == 0
+    assert sorted(p.name for p in (tmp_path / "r.plans").iterdir()) == ["lpt.plan.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json", "r.plans"]
+
+
+def test_a_failed_render_writes_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Every file is made before the first is written: a failure while rendering the HTML
+    leaves the previous JSON and CSV too."""
+    import planner.report.render as render
+
+    out = tmp_path / "r.html"
+    assert _compare(out, "--methods", "greedy") == 0
+    before = _snapshot(tmp_path)
+
+    def broken(data):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(render, "render_compare", broken)
+    assert _compare(out, "--methods", "lpt") == 1  # the CLI's unexpected-error line
+    assert _snapshot(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json", "r.plans"]
+
+
+def test_method_time_limit_option_overrides_time_limit(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """-O METHOD.time_limit=S is that method's time limit (the others keep --time-limit); a bad
+    one is a one-line error before anything runs."""
+    out = tmp_path / "r.html"
+    assert _compare(out, "--methods", "greedy,cpsat", "--time-limit", "60",
+                    "-O", "cpsat.time_limit=2", "-O", "greedy.time_limit=5") == 0
+    assert "TypeError" not in capsys.readouterr().err
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = {m["method"]: m for m in data["methods"]}
+    assert rows["greedy"]["status"] == "feasible" and rows["cpsat"]["status"] != "error"
+    assert rows["cpsat"]["options"]["time_limit"] == 2.0
+    seen: list[float | None] = []
+    run_methods(TWO_DC, ["greedy", "lpt"], time_limit=7.0,
+                options={"lpt": {"time_limit": "3"}}, replay=False,
+                progress=lambda ev, m, info: seen.append(info["time_limit"]) if ev == "start"
+                else None)
+    assert seen == [7.0, 3.0]
+    for bad in ("0", "inf", "x"):
+        assert _compare(tmp_path / "s.html", "--methods", "greedy",
+                        "-O", f"greedy.time_limit={bad}") == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"--option: greedy.time_limit: must be a positive number of seconds ('{bad}')"]
+    assert not (tmp_path / "s.html").exists()
