@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.sweep import engine
-from planner.sweep.spec import Sweep, load_sweep
+from planner.sweep.spec import Sweep, check_outputs, load_sweep
 from planner.sweep.store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def run_sweep(
     """Run the points of ``sweep`` missing from its results table. ``limit`` runs at most that
     many (for trials). ``report=False`` skips the HTML; a path overrides the sweep file's."""
     sw = sweep if isinstance(sweep, Sweep) else load_sweep(sweep)
+    check_outputs(sw, out or None, report)
     store = ResultStore(out or sw.out)
     points = sw.points()
     keys = [p.key for p in points]

@@ -36,7 +36,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from planner.api import check_time_limit
 from planner.registry import get_method
+from planner.report.io import check_output
 from planner.scenario.errors import InputError, OptionError, Problem, ScenarioError
 from planner.scenario.load import load_scenario, pydantic_problems, read_document
 from planner.scenario.schema import ScenarioSpec
@@ -74,6 +76,8 @@ class Base:
     document: dict[str, Any]
     base_dir: str
     digest: str
+    where: str = field(default="scenario", compare=False)  # its field in the sweep file
+    path: str = field(default="", compare=False)  # the scenario file
 
 
 @dataclass(frozen=True)
@@ -294,7 +298,7 @@ def _base(path: Path, label: str, problems: list[Problem], where: str) -> Base |
             doc = copy.deepcopy(doc)
             doc["workload"]["file"]["path"] = str(base_dir / p)
     digest = hashlib.sha256(canonical(doc).encode()).hexdigest()[:20]
-    return Base(label, doc, str(base_dir), digest)
+    return Base(label, doc, str(base_dir), digest, where, str(path))
 
 
 def _bases(spec: _SweepFile, here: Path, problems: list[Problem]) -> list[Base]:
@@ -374,7 +378,20 @@ def _axes(spec: _SweepFile, bases: list[Base], problems: list[Problem]) -> list[
 
 def _check_values(axes: list[Axis], bases: list[Base], file: str, problems: list[Problem]) -> None:
     """Load each base with each single override value, so that a bad value (a negative
-    bandwidth, an unknown accelerator) is reported before anything runs."""
+    bandwidth, an unknown accelerator) is reported before anything runs; without a grid, load
+    each base as it is, so that an invalid scenario file stops the sweep instead of becoming
+    error rows."""
+    if not axes:
+        for b in bases:
+            try:
+                with models_dir(b.base_dir):
+                    load_scenario(b.document, name=b.label)
+            except ScenarioError as exc:
+                problems.extend(Problem(b.where, f"invalid scenario {b.path}: {p.path}: "
+                                        f"{p.message}", p.given) for p in exc.problems)
+            if len(problems) > 20:
+                return
+        return
     for b in bases:
         for a in axes:
             for i, v in enumerate(a.values):
@@ -412,6 +429,46 @@ class models_dir:  # noqa: N801 - used as a context manager
             os.environ.pop("PLANNER_MODELS_DIR", None)
 
 
+def plain_name(name: str) -> bool:
+    """Whether ``name`` names a file in a folder, not a path elsewhere (empty: the default)."""
+    seps = {"/", "\\", "\0"} | ({os.sep, os.altsep} - {None})
+    return name not in (".", "..") and not any(c in seps for c in name)
+
+
+def check_outputs(sw: Sweep, out: str | Path | None = None,
+                  report: str | Path | None | bool = None) -> None:
+    """Fail before anything runs when the results table or the report cannot be written: a
+    folder where the file goes, a parent that cannot be made, the two the same file, or one of
+    them the sweep file or a scenario it reads. ``out``/``report`` given (the command line's,
+    checked there) replace the sweep file's; ``report=False``: no report."""
+    problems: list[Problem] = []
+    targets: dict[str, Path] = {}
+    for key, given, default in (("out", out, sw.out), ("report", report, sw.report)):
+        if given is False:
+            continue
+        target = Path(given) if isinstance(given, (str, Path)) else default
+        targets[key] = target
+        if given is not None:
+            check_output(target, f"--{key}")
+            continue
+        try:
+            check_output(target, key)
+        except InputError as exc:
+            problems.extend(Problem(key, p.message, str(target)) for p in exc.problems)
+    real = {k: os.path.realpath(p) for k, p in targets.items()}
+    if len(real) == 2 and real["out"] == real["report"]:
+        problems.append(Problem("report", "the same file as the results table (out)",
+                                str(targets["report"])))
+    inputs = {os.path.realpath(sw.file): "the sweep file"}
+    inputs.update({os.path.realpath(b.path): f"the scenario {b.label}" for b in sw.bases if b.path})
+    for key, r in real.items():
+        if r in inputs:
+            problems.append(Problem(key, f"is {inputs[r]}: it would be overwritten",
+                                    str(targets[key])))
+    if problems:
+        raise SweepError(str(sw.file), problems)
+
+
 def load_sweep(path: str | Path, check_values: bool = True) -> Sweep:
     """Read and check a sweep file; every problem at once in one :class:`SweepError`."""
     path = Path(path)
@@ -441,6 +498,13 @@ def load_sweep(path: str | Path, check_values: bool = True) -> Sweep:
         except OptionError as exc:
             problems.extend(Problem(f"options.{m}.{p.path}", p.message, p.given)
                             for p in exc.problems)
+    try:
+        check_time_limit(spec.time_limit, "time_limit")
+    except OptionError as exc:
+        problems.extend(exc.problems)
+    if spec.name is not None and not plain_name(spec.name):
+        problems.append(Problem("name", "must be a plain file name (no folder, not '.' or '..'): "
+                                "the results and the report are named after it", spec.name))
     bases = _bases(spec, here, problems)
     axes = _axes(spec, bases, problems)
     if problems:

@@ -340,3 +340,83 @@ def test_bad_sweep_flags_and_outputs_are_one_line_errors(tmp_path: Path, capsys)
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and err[-1].startswith(expected), (extra, err)
     assert garbage.read_bytes() == b"\xff\xfe\x00\x01binary"
+
+
+def _written(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
+                  if p.suffix in (".csv", ".html"))
+
+
+def test_invalid_listed_scenarios_stop_the_sweep(tmp_path: Path, capsys) -> None:
+    """Every scenario of ``scenarios:`` (a list or a folder) is loaded before anything runs: an
+    invalid one is one line naming the sweep file, the entry and the field (exit 2), not an
+    error row in a sweep that exits 0."""
+    good = yaml.safe_load(_scenario(tmp_path).read_text())
+    bad = json.loads(json.dumps(good))
+    bad["links"][0]["bandwidth_gbps"] = -1
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    path = tmp_path / "sweep.yaml"
+    path.write_text("name: t\nscenarios: [base.yaml, bad.yaml]\nmethods: [greedy]\n")
+    f = str(path)
+    assert _errors(path, capsys) == [
+        f"{f}: scenarios[1]: invalid scenario {tmp_path / 'bad.yaml'}: links[0].bandwidth_gbps: "
+        "Input should be greater than 0 (-1)"]
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for name in ("base.yaml", "bad.yaml"):
+        (folder / name).write_text((tmp_path / name).read_text())
+    path.write_text("name: t\nscenarios: many\nmethods: [greedy]\n")
+    assert _errors(path, capsys) == [
+        f"{f}: scenarios: invalid scenario {folder / 'bad.yaml'}: links[0].bandwidth_gbps: "
+        "Input should be greater than 0 (-1)"]
+    assert _written(tmp_path) == []
+
+
+def test_sweep_outputs_are_checked_before_anything_runs(tmp_path: Path, capsys) -> None:
+    """A folder where the report or the table goes, the two the same file, or a file the sweep
+    reads: one line naming the sweep file's field, nothing run or written."""
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    f = str(path)
+    cases = [
+        ({"report": "."}, f"{f}: report: is a folder, not a file ('{tmp_path}')"),
+        ({"out": "."}, f"{f}: out: is a folder, not a file ('{tmp_path}')"),
+        ({"out": "x.csv", "report": "x.csv"},
+         f"{f}: report: the same file as the results table (out) ('{tmp_path / 'x.csv'}')"),
+        ({"report": "base.yaml"},
+         f"{f}: report: is the scenario base: it would be overwritten ('{tmp_path / 'base.yaml'}')"),
+        ({"report": "sweep.yaml"},
+         f"{f}: report: is the sweep file: it would be overwritten ('{path}')"),
+    ]
+    for extra, expected in cases:
+        _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]}, **extra)
+        assert _errors(path, capsys) == [expected], extra
+        assert _written(tmp_path) == [], extra
+    _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    rc = cli.main(["sweep", f, "--no-progress", "--report", str(tmp_path / "base.yaml")])
+    assert rc == 2 and capsys.readouterr().err.strip().splitlines() == [
+        f"{f}: report: is the scenario base: it would be overwritten ('{tmp_path / 'base.yaml'}')"]
+    assert "links" in (tmp_path / "base.yaml").read_text() and _written(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "0", "-1"])
+def test_sweep_time_limit_must_be_positive_and_finite(tmp_path: Path, capsys, value: str) -> None:
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]})
+    path.write_text(path.read_text() + f"time_limit: {value}\n")
+    err = _errors(path, capsys)
+    assert len(err) == 1 and err[0].startswith(f"{path}: time_limit: "), err
+    assert _written(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".", "a\\b"])
+def test_sweep_name_is_a_plain_file_name(tmp_path: Path, capsys, name: str) -> None:
+    """The name gives NAME.results.csv and NAME.html beside the sweep file: no path elsewhere."""
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    path = _sweep(deep, grid={"links[0].bandwidth_gbps": [1]}, name=name)
+    assert _errors(path, capsys) == [
+        f"{path}: name: must be a plain file name (no folder, not '.' or '..'): the results and "
+        f"the report are named after it ({name!r})"]
+    assert _written(tmp_path) == []
+    _sweep(deep, grid={"links[0].bandwidth_gbps": [1]}, name="run.v2")
+    assert cli.main(["sweep", str(path), "--no-progress"]) == 0
+    assert _written(tmp_path) == ["a/b/run.v2.html", "a/b/run.v2.results.csv"]
