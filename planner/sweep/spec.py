@@ -108,8 +108,12 @@ class Sweep:
             for combo in combos:
                 ov = tuple((a.path, v) for a, v in zip(self.axes, combo, strict=True))
                 for m in self.methods:
-                    opts = method_options(m, self.options.get(m, {}), self.threads)
-                    out.append(Point(base, ov, m, opts, self.time_limit))
+                    opts = dict(self.options.get(m, {}))
+                    # a method's own time_limit overrides the sweep's (as -O in compare)
+                    limit = opts.pop("time_limit", self.time_limit)
+                    opts = method_options(m, opts, self.threads)
+                    out.append(Point(base, ov, m, opts,
+                                     None if limit is None else float(limit)))
         return out
 
 

@@ -420,3 +420,15 @@ def test_sweep_name_is_a_plain_file_name(tmp_path: Path, capsys, name: str) -> N
     _sweep(deep, grid={"links[0].bandwidth_gbps": [1]}, name="run.v2")
     assert cli.main(["sweep", str(path), "--no-progress"]) == 0
     assert _written(tmp_path) == ["a/b/run.v2.html", "a/b/run.v2.results.csv"]
+
+
+def test_a_methods_own_time_limit_overrides_the_sweeps(tmp_path: Path) -> None:
+    """options: {cpsat: {time_limit: 2}} runs cpsat for 2 s (it was a TypeError in every row:
+    'multiple values for time_limit', and the sweep still exited 0)."""
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]}, methods=("greedy", "cpsat"),
+                  options={"cpsat": {"time_limit": 2}}, time_limit=5)
+    points = {p.method: p for p in load_sweep(path).points()}
+    assert (points["cpsat"].time_limit, points["greedy"].time_limit) == (2.0, 5.0)
+    assert "time_limit" not in points["cpsat"].options
+    run = run_sweep(path, report=False)
+    assert sorted(r["status"] for r in run.table) == ["feasible", "optimal"]
