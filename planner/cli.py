@@ -89,7 +89,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     m = evaluate(inst, result.plan)
     print(f"plan written to {out}: fluid makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
           f"${m.cost:.6g}, served {m.served}, refused {m.refused}")
-    return 0
+    return 130 if result.info.get("interrupted") else 0  # Ctrl-C: the best plan so far, kept
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -353,12 +353,14 @@ def run_methods(
             progress("start", spec.name, {"kind": spec.kind, "index": k, "total": len(specs),
                                           "time_limit": limit})
         t0 = time.perf_counter()
+        interrupted = False
         try:
             if hard_timeout is not None:
                 res = solve_with_hard_timeout(inst, spec.name, limit, opts, hard_timeout)
             else:
                 res = solve(inst, spec.name, time_limit=limit, **opts)
             out = _outcome(spec, res, inst)
+            interrupted = bool(res.info.get("interrupted"))
         except _Killed as exc:
             out = MethodOutcome(spec.name, spec.kind, "timeout_no_solution", str(exc),
                                 wall_s=time.perf_counter() - t0)
@@ -377,6 +379,8 @@ def run_methods(
             if res.plan is not None and replay:
                 out.replay = replay_hook.replay_summary(sc, inst, res.plan, spec.name)
         log.info("%s: %s in %.3f s %s", spec.name, out.status, out.wall_s, out.termination)
+        if interrupted:  # the solver stopped on Ctrl-C and returned: the user meant the run
+            raise KeyboardInterrupt
         outcomes.append(out)
         if progress:
             progress("done", spec.name, {"status": out.status, "termination": out.termination,

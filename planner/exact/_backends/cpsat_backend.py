@@ -14,8 +14,13 @@ The plan is always re-scored by the evaluator in floats.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,47 @@ from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome
 from planner.exact._model import Objective
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def stop_on_sigint(solver: Any) -> Iterator[threading.Event]:
+    """Ctrl-C during the block stops ``solver``'s search (its best plan is kept, like at a time
+    limit) and sets the yielded event, instead of being swallowed by CP-SAT's own handler (it
+    stopped one bisection round, and the next round ran on). A watcher thread reads the signal
+    from Python's wakeup fd (the solver holds the main thread in C++, where no Python handler
+    runs); the main thread's handler only records it. Outside the main thread: a no-op."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def watch() -> None:
+        while True:
+            data = os.read(r, 64)
+            if not data or 0 in data:  # 0: the block ended
+                return
+            if signal.SIGINT in data:
+                hit.set()
+                solver.stop_search()
+
+    solver.parameters.catch_sigint_signal = False
+    old = signal.signal(signal.SIGINT, lambda *_: hit.set())
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="cpsat-sigint", daemon=True)
+    watcher.start()
+    try:
+        yield hit
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGINT, old)
+        os.write(w, b"\0")
+        watcher.join()
+        os.close(r)
+        os.close(w)
+    if hit.is_set():
+        log.warning("cpsat: interrupted (Ctrl-C): the best plan found so far is returned")
 
 
 def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float, bool]:
@@ -202,10 +248,18 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         setattr(p, key, _param_value(getattr(p, key), val))
     info["translate_s"] = clock()
     t0 = clock()
-    if obj.kind == "makespan" and bisect:
-        return _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap,
-                       float(time_limit), clock, history, to_units, info, t0, min_share)
-    code = solver.Solve(m, _Cb())
+    with stop_on_sigint(solver) as interrupted:
+        if obj.kind == "makespan" and bisect:
+            out = _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t,
+                          rel_gap, float(time_limit), clock, history, to_units, info, t0,
+                          min_share, interrupted)
+        else:
+            code = solver.Solve(m, _Cb())
+            out = None
+    if interrupted.is_set():
+        info["interrupted"] = True
+    if out is not None:
+        return out
     info["solve_s"] = clock() - t0
     word = solver.StatusName(code)
     has_sol = code in (cp_model.OPTIMAL, cp_model.FEASIBLE)
@@ -227,11 +281,12 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         # makespan is at least q (T_int - slack) (the integer loads round the float ones up)
         t_int = solver.BestObjectiveBound() + big * bnd
         info["served_t_bound"] = (bnd, max(0.0, q * (t_int - slack)))
-    return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}", history, info)
+    return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}" + (
+        " (interrupted: Ctrl-C)" if info.get("interrupted") else ""), history, info)
 
 
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
-            clock, history, to_units, info, t0, min_share) -> SolveOutcome:
+            clock, history, to_units, info, t0, min_share, interrupted) -> SolveOutcome:
     """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
     min-T search raises the bound there. A share ``min_share`` (40 %) of the time goes to the
     plain minimisation (incumbents; none when 0 and a warm start exists). Then each round
@@ -278,7 +333,7 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     word = ""
     # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
     phase = "min" if (min_share > 0 or ub is None) else "close"
-    while not gap_ok():
+    while not gap_ok() and not interrupted.is_set():
         left = time_limit - (clock() - t0)
         if left < 0.2:
             break
@@ -344,5 +399,6 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     st = "optimal" if lb >= ub else "feasible"
     history.append((clock(), f, bnd))
     term = f"CP-SAT bisection on T ({len(rounds)} rounds): " + (
-        "optimal" if st == "optimal" else "stopped at rel_gap" if gap_ok() else "time limit")
+        "optimal" if st == "optimal" else "stopped at rel_gap" if gap_ok() else
+        "interrupted (Ctrl-C)" if interrupted.is_set() else "time limit")
     return SolveOutcome(st, best.__getitem__, f, bnd, term, history, info)
