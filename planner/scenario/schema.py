@@ -7,9 +7,45 @@ Unknown keys are errors: a typo must not be silently ignored.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    Tag,
+    model_validator,
+)
+
+# Upper bounds of the numbers a scenario may hold. Past these a value is a typo, not a what-if,
+# and the arithmetic downstream (int64 arrays, products of rates, times and prices) would overflow
+# or lose every digit.
+MAX_TOKENS = 1_000_000_000  # tokens of one request (prompt, output, prefix, length bounds)
+MAX_PRIORITY = 2**31 - 1  # |priority|: fits int32 (stored as int64)
+MAX_BATCH = 1_000_000  # sequences in one replica's decode batch (real engines: a few hundred)
+MAX_SEED = 2**63 - 1  # seeds are 0 .. 2**63 - 1 (numpy takes non-negative integers)
+MAX_SYNTHETIC = 10_000_000  # synthetic requests (and prefix groups); 1M generates in seconds
+MAX_PRICE = 1e9  # $ per replica-hour and $ per GB: finite costs for any finite plan
+MAX_SIGMA = 20.0  # a lognormal's sigma: e**20 is already a factor of 5e8 either way
+MAX_ZIPF = 100.0  # group popularity exponent: past this, every request is in group 0
+
+
+def _origin_kind(v: Any) -> str | None:
+    if isinstance(v, str):
+        return "str"
+    return "dict" if isinstance(v, dict) else None
+
+
+# one datacenter for every request, or a weighted mix {datacenter: weight}; errors come from the
+# branch the value's type picks (not "should be a valid string" for a mapping with a bad weight)
+Origin = Annotated[
+    Annotated[str, Tag("str")] | Annotated[dict[str, float], Tag("dict")],
+    Discriminator(_origin_kind, custom_error_type="origin_type",
+                  custom_error_message="an origin is a datacenter name or a mapping "
+                                       "{datacenter: weight}"),
+]
 
 
 class _Spec(BaseModel):
@@ -43,8 +79,8 @@ class ClusterSpec(_Spec):
     decode_step_per_seq_s: float | None = Field(default=None, ge=0)
     kv_capacity_gb: float | None = Field(default=None, gt=0)
     hbm_gb: float | None = Field(default=None, gt=0)
-    max_batch_size: int | None = Field(default=None, gt=0)
-    cost_per_hour: float | None = Field(default=None, ge=0)
+    max_batch_size: int | None = Field(default=None, gt=0, le=MAX_BATCH)
+    cost_per_hour: float | None = Field(default=None, ge=0, le=MAX_PRICE)
 
 
 class DatacenterSpec(_Spec):
@@ -56,7 +92,7 @@ class LinkSpec(_Spec):
     between: tuple[str, str]
     bandwidth_gbps: float = Field(gt=0)
     latency_ms: float = Field(default=0.0, ge=0)
-    cost_per_gb: float = Field(default=0.0, ge=0)
+    cost_per_gb: float = Field(default=0.0, ge=0, le=MAX_PRICE)
 
 
 class RouteSpec(_Spec):
@@ -68,12 +104,12 @@ class RouteSpec(_Spec):
 class RequestSpec(_Spec):
     id: str | int
     arrival_s: float = Field(default=0.0, ge=0)
-    prompt_tokens: int = Field(ge=0, le=1_000_000_000)
-    output_tokens: int = Field(ge=0, le=1_000_000_000)
+    prompt_tokens: int = Field(ge=0, le=MAX_TOKENS)
+    output_tokens: int = Field(ge=0, le=MAX_TOKENS)
     prefix: str | int | list[str | int] | None = None
-    prefix_tokens: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    prefix_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     origin: str | None = None
-    priority: int = 0
+    priority: int = Field(default=0, ge=-MAX_PRIORITY, le=MAX_PRIORITY)
 
 
 class FileSpec(_Spec):
@@ -84,18 +120,18 @@ class FileSpec(_Spec):
     columns: dict[str, str] = Field(default_factory=dict)
     # timestamps in the file are multiplied by this to give seconds (mooncake: 0.001)
     time_unit_s: float | None = Field(default=None, gt=0)
-    origin: str | dict[str, float] | None = None
-    seed: int = 0
-    block_tokens: int = Field(default=512, gt=0)
+    origin: Origin | None = None
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    block_tokens: int = Field(default=512, gt=0, le=MAX_TOKENS)
 
 
 class LengthSpec(_Spec):
     """A lognormal length distribution, clipped to [min, max] and rounded to integers."""
 
-    median: float = Field(gt=0)
-    sigma: float = Field(default=1.0, ge=0)
-    min: int = Field(default=0, ge=0)
-    max: int = Field(default=1_000_000, gt=0)
+    median: float = Field(gt=0, le=MAX_TOKENS)
+    sigma: float = Field(default=1.0, ge=0, le=MAX_SIGMA)
+    min: int = Field(default=0, ge=0, le=MAX_TOKENS)
+    max: int = Field(default=1_000_000, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _ordered(self) -> LengthSpec:
@@ -105,20 +141,20 @@ class LengthSpec(_Spec):
 
 
 class PrefixSpec(_Spec):
-    groups: int = Field(gt=0)
+    groups: int = Field(gt=0, le=MAX_SYNTHETIC)
     share: float = Field(default=0.5, ge=0, le=1)  # fraction of requests that carry a prefix
-    tokens: int = Field(default=1024, gt=0)  # length of each group's shared prefix
-    zipf: float = Field(default=1.0, ge=0)  # group popularity ~ 1 / rank**zipf
+    tokens: int = Field(default=1024, gt=0, le=MAX_TOKENS)  # length of each group's shared prefix
+    zipf: float = Field(default=1.0, ge=0, le=MAX_ZIPF)  # group popularity ~ 1 / rank**zipf
 
 
 class SyntheticSpec(_Spec):
-    count: int = Field(gt=0, le=100_000_000)
-    seed: int = 0
+    count: int = Field(gt=0, le=MAX_SYNTHETIC)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     arrival_rate: float = Field(default=10.0, gt=0)  # requests per second, Poisson
     prompt: LengthSpec = Field(default_factory=lambda: LengthSpec(median=1024, sigma=1.0, min=1))
     output: LengthSpec = Field(default_factory=lambda: LengthSpec(median=256, sigma=1.0))
     prefix: PrefixSpec | None = None
-    origin: str | dict[str, float] | None = None
+    origin: Origin | None = None
 
     @model_validator(mode="after")
     def _prefix_fits(self) -> SyntheticSpec:

@@ -105,12 +105,21 @@ def origin_codes(
         for k, w in weights.items()
         if w < 0
     ]
-    total = sum(w for w in weights.values() if w > 0)
-    if not problems and total <= 0:
+    problems += [
+        Problem(f"{path}.{k}", "an origin weight must be a finite number", w)
+        for k, w in weights.items()
+        if not np.isfinite(w)
+    ]
+    if not problems and max(weights.values()) <= 0:
         problems.append(Problem(path, "origin weights must not all be zero", spec))
     if problems:
         return None, problems
     keys = list(weights)
-    p = np.array([max(weights[k], 0.0) for k in keys]) / total
+    w = np.array([weights[k] for k in keys], np.float64)
+    total = sum(weights.values())
+    if not np.isfinite(total):  # {a: 1e308, b: 1e308}: scaled by the largest weight first
+        w = w / w.max()
+        total = w.sum()
+    p = w / total
     picks = rng.choice(len(keys), size=n, p=p)
     return np.array([index[k] for k in keys], np.int64)[picks], []
