@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from planner.api import as_instance, check_time_limit, evaluate, solve
 from planner.metrics import unplaceable
 from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
-from planner.report.io import check_output
+from planner.report.io import check_output, dumps
 from planner.scenario.errors import InputError, Problem
 from planner.scenario.load import load_scenario
 
@@ -100,7 +99,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     d = m.to_dict()
     if args.json:
         d["method"] = meta.get("method")
-        print(json.dumps(d, indent=1))
+        print(dumps(d), end="")  # strict JSON: a non-finite figure is null
         return 0
     print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
     print(f"  objective ({m.objective_name}): {m.objective:.6g}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from planner.scenario.errors import InputError, Problem
@@ -31,6 +30,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from planner.api import as_instance
     from planner.metrics import evaluate_arrays
     from planner.plan import read_plan_file
+    from planner.report.io import dumps
     from planner.scenario.load import load_scenario
     from planner.simulate import make_config, simulate
 
@@ -44,7 +44,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         d = replay.to_dict(timelines=args.timelines, requests=args.requests)
         d["method"] = meta.get("method")
         d["fluid_makespan_s"] = fluid
-        print(json.dumps(d, indent=1))
+        print(dumps(d), end="")  # strict JSON: a non-finite figure is null
         return 0
     s = replay.summary()
     print(f"{sc.name} / plan of {meta.get('method', '?')}: replayed {inst.n_requests} requests in "
