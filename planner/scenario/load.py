@@ -365,6 +365,11 @@ def _build(spec: ScenarioSpec, base_dir: Path, problems: list[Problem]) -> Scena
         problems.append(Problem("horizon_s", "the cost objective needs horizon_s", MISSING))
 
     workload = _workload(spec.workload, base_dir, dcs, problems)
+    if workload is not None and not np.isfinite(workload.arrival_s).all():
+        k = int(np.flatnonzero(~np.isfinite(workload.arrival_s))[0])
+        problems.append(Problem("workload.time_scale", f"request {workload.ids[k]}: its arrival "
+                                "time times time_scale is not a finite number of seconds",
+                                spec.workload.time_scale))
     if problems or model is None or workload is None:
         return None
     _warn_unreachable(clusters, dcs, reach, workload)

@@ -42,7 +42,8 @@ def assemble(
     per-block ``chain_tokens``) or as one integer group code per request (-1 for no prefix) with
     ``group_tokens`` tokens; a group is one block. Equal keys mean equal content."""
     n = len(arrival_s)
-    arrival = np.asarray(arrival_s, dtype=np.float64) * float(time_scale)
+    with np.errstate(over="ignore"):  # an overflow is inf: the loader names it
+        arrival = np.asarray(arrival_s, dtype=np.float64) * float(time_scale)
     if ids is None:
         ids = np.char.add("r", np.arange(n).astype(str))
     ids = np.asarray(ids).astype(str)

@@ -67,3 +67,22 @@ def test_unusable_prefill_cluster_and_isolated_origin_are_warned(tmp_path, caplo
     assert [r.getMessage() for r in caplog.records] == [
         f"datacenter iso is the origin of {len(doc['workload']['requests'])} request(s) but no "
         "prefill cluster is reachable from it: they are placed as if they arrived elsewhere"]
+
+
+def test_an_arrival_that_overflows_with_time_scale_is_an_error(tmp_path):
+    """1e308 s times a time_scale of 10 is inf: the replay never timed such a request (it was
+    silently left out), and numpy's overflow warning leaked to stderr."""
+    import json
+    import warnings
+
+    doc = json.loads((ROOT / "tests" / "data" / "two-dc.json").read_text())
+    doc["workload"]["requests"][1]["arrival_s"] = 1e308
+    doc["workload"]["time_scale"] = 10
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps(doc))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ScenarioError) as err:
+            load_scenario(f)
+    assert str(err.value) == (f"{f}: workload.time_scale: request r2: its arrival time times "
+                              "time_scale is not a finite number of seconds (10.0)")
