@@ -240,7 +240,8 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
     solver = cp_model.CpSolver()
     p = solver.parameters
-    p.max_time_in_seconds = max(0.5, float(time_limit))
+    time_limit = max(0.5, float(time_limit) - clock())  # the limit counts the translation
+    p.max_time_in_seconds = info["cpsat_time_budget_s"] = time_limit
     p.num_workers = max(1, int(num_workers))
     p.random_seed = int(seed)
     p.relative_gap_limit = float(rel_gap)

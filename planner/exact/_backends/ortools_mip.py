@@ -48,7 +48,8 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     if hint:
         keys = list(hint)
         s.SetHint([xs[i] for i in keys], [float(hint[i]) for i in keys])
-    s.SetTimeLimit(int(max(1.0, time_limit) * 1000))
+    budget = max(0.2, time_limit - clock())  # the limit counts the translation above
+    s.SetTimeLimit(int(budget * 1000))
     s.SetNumThreads(max(1, num_workers))
     if solver.upper() == "SCIP":
         s.SetSolverSpecificParametersAsString(f"randomization/randomseedshift = {seed}\n")
@@ -73,7 +74,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
         bound = None
     if st == "optimal" and bound is None:
         bound = f
-    timed = solve_s >= 0.97 * time_limit
+    timed = solve_s >= 0.97 * budget
     term = f"{solver.upper()}: {word}" + (" (time limit reached)" if timed and st != "optimal" else "")
     t_end = clock()
     hist = [(t_end, to_problem_units(obj, f, False), to_problem_units(obj, bound, True))]
@@ -141,7 +142,8 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
             c * xs[i] for i, c in zip(row.idx.tolist(), row.coef.tolist(), strict=True)))
     terms, _ = float_objective(obj, T)
     m.minimize(mathopt.LinearSum(c * xs[i] for i, c in terms))
-    params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=max(1.0, time_limit)),
+    budget = max(0.2, time_limit - clock())  # the limit counts the translation above
+    params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=budget),
                                      relative_gap_tolerance=rel_gap, random_seed=int(seed))
     model_params = None
     if hint:

@@ -53,12 +53,13 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     tmp = tempfile.mkdtemp(prefix="planner-cbc-")
     log_path = Path(tmp) / "cbc.log"
     name = solver.upper()
+    budget = max(1.0, time_limit - clock())  # the limit counts the translation above
     if name in ("CBC", "PULP_CBC_CMD"):
-        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1.0, time_limit), threads=num_workers,
+        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=num_workers,
                               gapRel=rel_gap, warmStart=bool(hint), logPath=str(log_path),
                               options=[f"randomCbcSeed {max(1, seed)}"])
     else:
-        s = pulp.getSolver(solver, msg=False, timeLimit=max(1.0, time_limit), gapRel=rel_gap,
+        s = pulp.getSolver(solver, msg=False, timeLimit=budget, gapRel=rel_gap,
                            warmStart=bool(hint), threads=num_workers)
     t0 = clock()
     try:
@@ -85,7 +86,7 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         termination = f"CBC: {cbc['result'] or status}"
     else:
         # other solvers: PuLP's word only; "Optimal" at the time limit is not trusted
-        timed_out = solve_s >= 0.97 * time_limit
+        timed_out = solve_s >= 0.97 * budget
         if status == "Optimal" and not timed_out:
             st = "optimal"
             bound_f = f - float(rel_gap) * abs(f) if (rel_gap > 0 and f is not None) else f
