@@ -1,0 +1,58 @@
+"""The domain bound (planner/exact/bounds.py) against known optima: by construction, and by
+brute force over every plan of tiny random instances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import brute_force, instance, run
+
+from planner.exact.bounds import domain_bound
+
+
+def test_cost_bound_counts_the_clusters_the_work_needs(method):
+    """Four identical $1/h clusters at 1000 tok/s, six 1000-token prompts, a 2 s horizon: each
+    cluster holds two prompts, so any plan rents three clusters (3 x 2 s x $1/h). The old bound,
+    the cheapest single cluster, was a third of that."""
+    clusters = [{"name": f"c{k}", "cost_per_hour": 1.0} for k in range(4)]
+    inst = instance(clusters, [{"prompt_tokens": 1000}] * 6, objective="cost", horizon_s=2.0)
+    db = domain_bound(inst)
+    assert db["parts"]["cheapest_rent_plus_egress"] == pytest.approx(2.0 / 3600)
+    assert db["bound"] == pytest.approx(3 * 2.0 / 3600) and db["by"].startswith("covering_rent")
+    res = run(inst, method, time_limit=10)
+    assert res.status == "optimal" and res.objective == pytest.approx(3 * 2.0 / 3600)
+
+
+def test_cost_bound_fractional_form_on_many_clusters():
+    """Above 16 clusters the subsets are not enumerated: each capacity row's fractional knapsack
+    (here 12 prompts need 4.8 clusters of 2,500 tokens each within 2.5 s: 4.8 x 2.5 s x $1/h)."""
+    from planner.exact import bounds
+
+    clusters = [{"name": f"c{k}", "cost_per_hour": 1.0} for k in range(18)]
+    inst = instance(clusters, [{"prompt_tokens": 1000}] * 12, objective="cost", horizon_s=2.5)
+    db = bounds.domain_bound(inst)
+    assert "covering_rent_lp_plus_egress" in db["parts"]
+    assert db["bound"] == pytest.approx(12 * 1000 / (1000 * 2.5) * 2.5 / 3600, rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_cost_bound_never_passes_the_brute_force_optimum(seed):
+    rng = np.random.default_rng(seed)
+    roles = ["prefill", "decode", "mixed"]
+    clusters = [{"name": f"c{k}", "dc": f"dc{k % 2}", "role": str(rng.choice(roles)) if k else "mixed",
+                 "prefill_tokens_per_s": float(rng.choice([500, 1000, 2000])),
+                 "decode_tokens_per_s": float(rng.choice([50, 100])),
+                 "replicas": int(rng.integers(1, 3)),
+                 "cost_per_hour": float(rng.choice([0.5, 1.0, 3.0]))} for k in range(3)]
+    reqs = [{"prompt_tokens": int(rng.integers(100, 2000)),
+             "output_tokens": int(rng.integers(0, 40))} for _ in range(4)]
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": float(rng.choice([0.01, 1.0])),
+              "cost_per_gb": float(rng.choice([0.0, 2.0]))}]
+    base = instance(clusters, reqs, links, objective="makespan")
+    fastest, _ = brute_force(base)
+    # horizons from just above the best makespan (every cluster needed) to loose
+    horizon = float(fastest * rng.choice([1.0001, 1.3, 2.0, 5.0]))
+    inst = instance(clusters, reqs, links, objective="cost", horizon_s=horizon)
+    opt, _ = brute_force(inst)
+    db = domain_bound(inst)
+    assert db["bound"] <= opt * (1 + 1e-9), (db, opt)
