@@ -803,8 +803,12 @@ class Simulator:
         n = self.n
         pop = heapq.heappop
         period = self.cfg.rebalance_period_s if self.cfg.rebalance == "load_pair" else None
-        tick = 1  # rebalancing at tick * period (no drift from summing the period)
-        next_rb = period if period else math.inf
+        # rebalancing at the multiples of the period on the scenario's clock (as before the
+        # clock was rebased to t0, so that the ticks do not move with the first arrival): on the
+        # engine's clock at phase + tick * period (no drift from summing the period)
+        phase = (-self.t0) % period if period else 0.0
+        tick = 0
+        next_rb = phase if period else math.inf
         # guard: the events at one instant are a few per request and replica; far more means the
         # clock stopped (a time step below its float64 resolution), which would never end
         stall_limit = 16 * (n + len(reps) + self.L) + 10_000
@@ -821,8 +825,8 @@ class Simulator:
                 if not moved and t_next < math.inf:
                     # nothing changes before the next event: the ticks until then move nothing
                     # either (a short period must not mean one idle tick per period)
-                    tick = max(tick, math.ceil(t_next / period))
-                next_rb = tick * period
+                    tick = max(tick, math.ceil((t_next - phase) / period))
+                next_rb = phase + tick * period
                 continue
             if t_next == t_last:
                 stall += 1

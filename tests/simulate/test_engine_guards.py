@@ -164,3 +164,31 @@ def test_a_short_rebalance_period_does_not_tick_through_idle_time(contract_scena
     fast = simulate(inst, plan, rebalance="load_pair", rebalance_period_s=1e-9)
     assert fast.summary()["completed"] == slow.summary()["completed"] == 3
     assert bounded["rebalance"] < 100
+
+
+def test_rebalance_ticks_stay_on_the_scenarios_clock():
+    """load_pair rebalances at the multiples of its period on the scenario's clock. Rebasing the
+    engine's clock to the first served arrival moved every tick with that arrival (found by
+    review): refusing one request on a cluster of its own changed the others' latencies."""
+    from factory import make_scenario
+
+    from planner.plan import Plan
+
+    rng = np.random.default_rng(0)
+    reqs = [{"prompt_tokens": 50, "output_tokens": 5, "arrival_s": 0.13}] + [
+        {"prompt_tokens": int(rng.integers(100, 2000)), "output_tokens": int(rng.integers(5, 80)),
+         "arrival_s": 1.0 + 0.02 * k} for k in range(16)]
+    doc = make_scenario([{"name": "iso", "dc": "dc1", "role": "mixed"},
+                         {"name": "p", "role": "prefill", "prefill_tokens_per_s": 20000.0},
+                         {"name": "d", "role": "decode", "replicas": 2, "max_batch_size": 1}],
+                        reqs, links=[{"between": ["dc0", "dc1"], "bandwidth_gbps": 1.0}])
+    inst = as_instance(load_scenario(doc))
+    pre = np.array([0] + [1] * 16)
+    dec = np.array([0] + [2] * 16)
+    cfg = ReplayConfig(rebalance="load_pair", rebalance_period_s=0.3)
+    both = simulate(inst, Plan(pre, dec), config=cfg)
+    pre[0] = dec[0] = -1
+    alone = simulate(inst, Plan(pre, dec), config=cfg)
+    e2e_both = both.requests["e2e_s"][1:]
+    assert np.allclose(alone.requests["e2e_s"][1:], e2e_both, rtol=0, atol=1e-9)
+    assert (both.requests["decode_replica"][1:] == 1).any()  # both replicas decode
