@@ -58,6 +58,10 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     try:
         inst = _instance(task)
         res = solve(inst, task["method"], time_limit=task["time_limit"], **task["options"])
+        if res.info.get("interrupted"):
+            # the solver stopped on Ctrl-C: its cut-short row must not be stored (a resumed
+            # sweep would reuse it for good); the user meant the sweep
+            raise KeyboardInterrupt
         row.update(status=res.status, termination=res.termination, objective_name=inst.objective,
                    bound=res.bound, gap=res.gap, wall_s=res.wall_s)
         if res.plan is not None:

@@ -432,3 +432,24 @@ def test_a_methods_own_time_limit_overrides_the_sweeps(tmp_path: Path) -> None:
     assert "time_limit" not in points["cpsat"].options
     run = run_sweep(path, report=False)
     assert sorted(r["status"] for r in run.table) == ["feasible", "optimal"]
+
+
+def test_a_solve_stopped_by_ctrl_c_stops_the_sweep_and_stores_no_row(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """CP-SAT stops its search on Ctrl-C and returns its best plan; stored as a row, that
+    cut-short figure would be reused by every resumed run (found by review: the sweep stored
+    it, ran on and exited 0)."""
+    import planner.api
+
+    real = planner.api.solve
+
+    def interrupted(*args, **kw):
+        res = real(*args, **kw)
+        res.info["interrupted"] = True
+        return res
+
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]}, methods=("greedy",))
+    monkeypatch.setattr(planner.api, "solve", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(path, report=False)
+    assert len(ResultStore(tmp_path / "t.results.csv")) == 0
