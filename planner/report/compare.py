@@ -36,8 +36,8 @@ from planner.report.io import (
     dumps,
     jsonable,
     replace_folder,
+    stage_texts,
     write_json_atomic,
-    write_text_atomic,
 )
 from planner.scenario.errors import InputError, OptionError, Problem
 from planner.scenario.load import load_scenario
@@ -534,10 +534,11 @@ def succeeded(data: dict[str, Any]) -> bool:
 
 def write_report(data: dict[str, Any], out_html: str | Path,
                  plans_from: Path | None = None) -> dict[str, Path]:
-    """Write JSON, CSV and HTML (each atomically; the HTML last, rendered from the JSON). Every
-    file is made before the first is written, so that a failure (say in rendering) leaves the
-    previous report whole. ``plans_from``, a folder of plans made beside ``NAME.plans``, then
-    replaces that folder (the old one is removed), before the HTML is written."""
+    """Write JSON, CSV and HTML. Every file is rendered, then written in full beside its target
+    (:func:`planner.report.io.stage_texts`), before anything is replaced, so that a failure while
+    rendering or writing (a full disk: the HTML is the largest file) leaves the previous report
+    whole. Then ``plans_from``, a folder of plans made beside ``NAME.plans``, replaces that
+    folder, and the three files are renamed into place (renames need no space)."""
     from planner.report.render import render_compare
 
     paths = output_paths(out_html)
@@ -546,11 +547,11 @@ def write_report(data: dict[str, Any], out_html: str | Path,
     text_json = dumps(data)
     text_csv = to_csv(data["table"])
     text_html = render_compare(data)
-    write_text_atomic(paths["json"], text_json)
-    write_text_atomic(paths["csv"], text_csv)
-    if plans_from is not None:
-        replace_folder(plans_from, paths["plans"])
-    write_text_atomic(paths["html"], text_html)
+    files = {paths["json"]: text_json, paths["csv"]: text_csv, paths["html"]: text_html}
+    with stage_texts(files) as commit:
+        if plans_from is not None:
+            replace_folder(plans_from, paths["plans"])
+        commit()
     return paths
 
 

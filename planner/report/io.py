@@ -7,11 +7,13 @@ target (``os.replace`` is atomic on POSIX and Windows).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +47,11 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
     return path
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` so that a reader sees the old file or the whole new one, never a part. A
-    symlink is written through (its target replaced), an existing file keeps its mode, and a
-    path that is not a regular file (``/dev/null``, a FIFO) is written in place, never replaced
-    by a regular file."""
-    given = Path(path)
-    path = Path(os.path.realpath(given))
+def _stage(path: Path, text: str) -> Path | None:
+    """Write ``text`` to a temporary file beside the real ``path``, flushed to disk and with the
+    mode the file will have; None for a path that is not a regular file (written in place)."""
     if path.exists() and not path.is_file():
-        with open(path, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        return given
+        return None
     mode = (path.stat().st_mode & 0o7777) if path.exists() else (0o666 & ~_UMASK)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -65,11 +61,47 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)  # mkstemp makes 0600
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return given
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
+    """Write several files so that a failure while writing (a full disk, an interrupt) changes
+    none of them: on entry every content is written in full beside its target; the yielded
+    ``commit()`` renames them all into place (a rename needs no space); temporary files left
+    uncommitted are removed on exit. Each file is treated as by :func:`write_text_atomic`."""
+    staged: list[tuple[Path, Path | None, str]] = []
+
+    def commit() -> None:
+        for path, tmp, text in staged:
+            if tmp is None:  # /dev/null, a FIFO: written in place
+                with open(path, "w", encoding="utf-8", newline="") as fh:
+                    fh.write(text)
+            else:
+                os.replace(tmp, path)
+
+    try:
+        for given, text in files.items():
+            path = Path(os.path.realpath(Path(given)))
+            staged.append((path, _stage(path, text), text))
+        yield commit
+    finally:
+        for _, tmp, _ in staged:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` so that a reader sees the old file or the whole new one, never a part. A
+    symlink is written through (its target replaced), an existing file keeps its mode, and a
+    path that is not a regular file (``/dev/null``, a FIFO) is written in place, never replaced
+    by a regular file."""
+    with stage_texts({path: text}) as commit:
+        commit()
+    return Path(path)
 
 
 def replace_folder(new: str | Path, target: str | Path) -> Path:

@@ -392,6 +392,41 @@ def test_a_failed_render_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json", "r.plans"]
 
 
+@pytest.mark.parametrize("fails", ["html", "plans"])
+def test_a_full_disk_while_writing_keeps_the_previous_report(tmp_path: Path, monkeypatch,
+                                                             fails: str) -> None:
+    """The HTML (the largest file) is written in full, and the plans folder swapped, before any
+    file is replaced: the JSON and CSV were replaced first, so a full disk left them next to the
+    old HTML and plans, naming plans that were not there (found by review)."""
+    import os
+    import sys
+
+    import planner.report.io as io
+
+    compare_mod = sys.modules["planner.report.compare"]  # the package exports compare()
+    out = tmp_path / "r.html"
+    assert _compare(out, "--methods", "greedy") == 0
+    before = _snapshot(tmp_path)
+    full = OSError(28, "No space left on device")
+    if fails == "html":
+        real = io._stage
+
+        def stage(path, text):
+            if path.suffix == ".html":
+                raise full
+            return real(path, text)
+
+        monkeypatch.setattr(io, "_stage", stage)
+    else:
+        def swap(new, target):
+            raise full
+
+        monkeypatch.setattr(compare_mod, "replace_folder", swap)
+    assert _compare(out, "--methods", "lpt") == 2  # the CLI's one line for an OSError
+    assert _snapshot(tmp_path) == before
+    assert sorted(os.listdir(tmp_path)) == ["r.csv", "r.html", "r.json", "r.plans"]
+
+
 def test_method_time_limit_option_overrides_time_limit(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """-O METHOD.time_limit=S is that method's time limit (the others keep --time-limit); a bad
