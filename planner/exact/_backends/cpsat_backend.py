@@ -356,6 +356,8 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
                 if i != T:
                     m.AddHint(xs[i], val)
         solver.parameters.max_time_in_seconds = max(0.2, budget)
+        if interrupted.is_set():  # Ctrl-C while the hints were set: stop_search had no search
+            break
         code = solver.Solve(m, _Cb())
         word = solver.StatusName(code)
         rounds.append((phase, int(mid), word, round(clock() - t0, 2)))
