@@ -3,39 +3,17 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
-import yaml
-from factory import make_scenario
+from test_load import base, problem  # the same base scenario and one-line error check
 
-from planner import ScenarioError, load_scenario
-
-
-def base() -> dict:
-    return make_scenario(
-        [{"name": "p", "role": "prefill", "dc": "east", "accelerator": "h100", "replicas": 2},
-         {"name": "d", "role": "decode", "dc": "west", "accelerator": "h200", "replicas": 1}],
-        [{"prompt_tokens": 100, "output_tokens": 10, "origin": "east"}],
-        links=[{"between": ["east", "west"], "bandwidth_gbps": 10, "latency_ms": 5}],
-        datacenters=["east", "west"],
-    )
+from planner import load_scenario
 
 
 def synthetic(**spec) -> dict:
     d = base()
     d["workload"] = {"synthetic": {"count": 5, **spec}}
     return d
-
-
-def problem(data: dict, tmp_path: Path) -> str:
-    f = tmp_path / "s.yaml"
-    f.write_text(yaml.safe_dump(data))
-    with pytest.raises(ScenarioError) as err:
-        load_scenario(f)
-    text = str(err.value)
-    assert all(line.startswith(f"{f}: ") for line in text.splitlines()), text
-    return text
 
 
 def _cluster(**kw) -> dict:
