@@ -48,6 +48,15 @@ def check_time_limit(value: Any, name: str = "time_limit") -> None:
         raise OptionError(name, [Problem(name, "must be a positive number of seconds", value)])
 
 
+def own_time_limit(options: dict[str, Any], default: float | None
+                   ) -> tuple[float | None, dict[str, Any]]:
+    """A method's own ``time_limit`` option overrides the run's ``default`` (compare's -O,
+    a sweep's options): (the limit, the options without it)."""
+    rest = dict(options)
+    own = rest.pop("time_limit", None)
+    return (default if own is None else float(own)), rest
+
+
 def solve(
     problem: Scenario | Instance | str | Path,
     method: str = "greedy",

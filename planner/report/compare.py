@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.api import as_instance, check_time_limit, solve
+from planner.api import as_instance, check_time_limit, own_time_limit, solve
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays
 from planner.plan import Result, plan_to_dict, relative_gap
@@ -315,11 +315,6 @@ def check_method_options(specs: Sequence[Any], options: dict[str, dict[str, Any]
         raise OptionError("--option", problems)
 
 
-def method_time_limit(opts: dict[str, Any], time_limit: float | None) -> float | None:
-    """The time limit of one method: its own ``time_limit`` option, else the run's."""
-    return float(opts["time_limit"]) if opts.get("time_limit") is not None else time_limit
-
-
 def run_methods(
     scenario: Scenario | str | Path,
     method_names: Sequence[str] | None = None,
@@ -346,9 +341,7 @@ def run_methods(
     outcomes: list[MethodOutcome] = []
     t_all = time.perf_counter()
     for k, spec in enumerate(specs):
-        opts = dict((options or {}).get(spec.name, {}))
-        limit = method_time_limit(opts, time_limit)
-        opts.pop("time_limit", None)
+        limit, opts = own_time_limit((options or {}).get(spec.name, {}), time_limit)
         if progress:
             progress("start", spec.name, {"kind": spec.kind, "index": k, "total": len(specs),
                                           "time_limit": limit})

@@ -25,7 +25,7 @@ from planner.scenario.schema import (
     WorkloadSpec,
 )
 from planner.topology import build_graph, dc_routes
-from planner.workload.base import assemble
+from planner.workload.base import assemble, is_hash_chain
 from planner.workload.synthetic import generate
 from planner.workload.traces import _group_tokens, read_trace
 
@@ -434,8 +434,7 @@ def _inline(
         if r.prefix_tokens is not None and r.prefix_tokens > r.prompt_tokens:
             problems.append(Problem(f"{where}.prefix_tokens",
                                     "longer than the prompt", r.prefix_tokens))
-        if isinstance(r.prefix, list) and not all(isinstance(h, int) and -2**63 <= h < 2**63
-                                                  for h in r.prefix):
+        if isinstance(r.prefix, list) and not is_hash_chain(r.prefix):
             problems.append(Problem(f"{where}.prefix",
                                     "a block chain must hold 64-bit integer hashes", r.prefix))
     if problems:

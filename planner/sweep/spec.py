@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from planner.api import check_time_limit
+from planner.api import check_time_limit, own_time_limit
 from planner.registry import get_method
 from planner.report.io import check_output
 from planner.scenario.errors import InputError, OptionError, Problem, ScenarioError
@@ -108,12 +108,8 @@ class Sweep:
             for combo in combos:
                 ov = tuple((a.path, v) for a, v in zip(self.axes, combo, strict=True))
                 for m in self.methods:
-                    opts = dict(self.options.get(m, {}))
-                    # a method's own time_limit overrides the sweep's (as -O in compare)
-                    limit = opts.pop("time_limit", self.time_limit)
-                    opts = method_options(m, opts, self.threads)
-                    out.append(Point(base, ov, m, opts,
-                                     None if limit is None else float(limit)))
+                    limit, opts = own_time_limit(self.options.get(m, {}), self.time_limit)
+                    out.append(Point(base, ov, m, method_options(m, opts, self.threads), limit))
         return out
 
 

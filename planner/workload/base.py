@@ -12,6 +12,11 @@ from planner.scenario.model import Workload
 GROUP_BLOCK = -1  # marker in raw block keys: "the next key is a prefix group"
 
 
+def is_hash_chain(v: object) -> bool:
+    """A block-hash chain: a list of 64-bit integers (not booleans, not floats)."""
+    return isinstance(v, list) and all(type(h) is int and -2**63 <= h < 2**63 for h in v)
+
+
 def block_chain_tokens(ptr: np.ndarray, prompt: np.ndarray, block_tokens: int) -> np.ndarray:
     """Tokens of each block of hash chains: ``block_tokens`` each, the last one partial, never
     past the prompt (vectorized over all occurrences)."""

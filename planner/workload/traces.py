@@ -22,7 +22,7 @@ import pandas as pd
 from planner.scenario.errors import Problem
 from planner.scenario.model import Workload
 from planner.scenario.schema import MAX_PRIORITY, MAX_TOKENS, FileSpec
-from planner.workload.base import assemble, block_chain_tokens, origin_codes
+from planner.workload.base import assemble, block_chain_tokens, is_hash_chain, origin_codes
 
 # MAX_TOKENS: a request longer than this is an error in the trace, not a request (as in a scenario)
 FIELDS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix", "origin", "priority")
@@ -298,7 +298,7 @@ def _prefixes(
         if _missing(v):
             kinds.append(None)
         elif isinstance(v, list):
-            if not all(type(h) is int and -2**63 <= h < 2**63 for h in v):
+            if not is_hash_chain(v):
                 raise fail(i, "must hold 64-bit integer block hashes")
             kinds.append("chain")
         elif fmt == "mooncake":
