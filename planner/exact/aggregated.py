@@ -13,6 +13,10 @@ cluster; the model is solved as an LP (``mode="lp"``, GLOP) and rounded, or with
 (the LP's route flow split by the prefill/decode shares inside each datacenter), rounded by
 largest remainder, and the members are dealt to the pairs.
 
+Under ``cost`` (``mode="lp"``) the clusters to rent are chosen first, with the rent variables
+integral (:func:`open_set_plan`): the class LP pays a sliver of each cluster's rent and its
+rounding spreads over every cluster.
+
 The bound is valid for the original problem, not only for the classes: the LP's dual prices of
 the load rows are a weighting of the resources, and the Lagrangian bound of
 :mod:`planner.exact.bounds` evaluated request by request (exact coefficients) with those weights
@@ -22,6 +26,7 @@ is a lower bound (upper bound for ``served``) on the true optimum.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -249,6 +254,108 @@ def disaggregate(inst: Instance, model: PlacementModel, value, seed: int) -> Pla
     return Plan(pre, dec)
 
 
+def restricted(inst: Instance, mask: np.ndarray) -> Instance:
+    """``inst`` with the clusters outside ``mask`` closed (they may neither prefill nor
+    decode); for the exact models only (the live policies read the roles elsewhere)."""
+    import dataclasses
+
+    return dataclasses.replace(inst, can_prefill=inst.can_prefill & mask,
+                               can_decode=inst.can_decode & mask)
+
+
+# the open-set step of ``cost`` (mode "lp"): classes of the model that picks the rented set, the
+# rounds of lowering the cap on T after a rounded plan overruns the horizon, and the share of the
+# time left that the step may use
+OPEN_SET_CLASSES = 200
+OPEN_SET_ROUNDS = 4
+OPEN_SET_SHARE = 0.8
+
+
+def choose_open_set(inst: Instance, ck: ClassKeys, time_limit: float, num_workers: int, seed: int,
+                    rel_gap: float) -> tuple[np.ndarray | None, str]:
+    """The clusters to rent: ``cost`` over at most ``OPEN_SET_CLASSES`` classes with the rent
+    variables ``u`` integral (one per cluster, with the per-class rows ``x[i,c] <= N_i u[c]``)
+    and the counts continuous, by SCIP. The class LP alone pays a sliver of each cluster's
+    rent, so its rounded plan spreads over every cluster. Returns the mask and a note."""
+    from planner.exact._backends.ortools_mip import solve_ortools
+
+    _, items = request_classes(inst, ck.choose(OPEN_SET_CLASSES), keys=ck)
+    model = PlacementModel(inst, items, symmetry=False, per_item_rent=True)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    rent = set(v.u.values())
+    for j, spec in enumerate(buf.vars):
+        spec.integer = j in rent
+    out = solve_ortools(buf, model.objective(), v.T, None, solver="SCIP", time_limit=time_limit,
+                        num_workers=num_workers, seed=seed, rel_gap=rel_gap)
+    if out.value is None:
+        return None, f"rented set over {items.n} classes: {out.status} ({out.termination})"
+    mask = np.zeros(inst.n_clusters, bool)
+    mask[[c for c, u in v.u.items() if out.value(u) > 0.5]] = True
+    names = ",".join(inst.cluster_names[c] for c in np.flatnonzero(mask))
+    return mask, f"rented set over {items.n} classes ({out.status}): {names}"
+
+
+def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit: float,
+                 num_workers: int, seed: int) -> tuple[Plan | None, list[str]]:
+    """A plan on the clusters of ``mask`` that fits the horizon, or None. Small instances: the
+    request-level CP-SAT model with the other clusters closed (rounding classes of one or two
+    members is coarse). Large ones: the class LP of ``cost`` on those clusters (egress is then
+    all that varies) with T capped, disaggregated; an overrun lowers the cap by itself and 5 %
+    more and solves again, at most ``OPEN_SET_ROUNDS`` times."""
+    from planner.exact._backends.ortools_mip import solve_lp
+
+    sub = restricted(inst, mask)
+    t_end = time.perf_counter() + time_limit
+    if inst.n_requests <= REQUEST_LEVEL_MAX:
+        from planner.registry import get_method
+
+        res = get_method("cpsat").func(sub, time_limit=time_limit, seed=seed,
+                                       num_workers=num_workers, warm_start="none")
+        return res.plan, [f"request-level CP-SAT on the set: {res.status}"]
+    ck = ClassKeys(sub)
+    _, items = request_classes(sub, ck.choose(max_classes), keys=ck)
+    model = PlacementModel(sub, items, symmetry=False, per_item_rent=False)
+    horizon = float(inst.horizon_s)
+    cap, notes = horizon, []
+    for _ in range(OPEN_SET_ROUNDS):
+        left = t_end - time.perf_counter()
+        if left < 0.5:
+            break
+        buf = RowBuffer()
+        v = model.build(buf, cap)
+        st, vals, _, _ = solve_lp(buf, model.objective(), v.T, time_limit=left,
+                                  num_workers=num_workers)
+        if vals is None:
+            notes.append(f"cap {cap:.6g} s: LP {st}")
+            break
+        plan = disaggregate(sub, model, vals.__getitem__, seed)
+        m = evaluate_arrays(inst, plan, check=False)
+        notes.append(f"cap {cap:.6g} s: rounded plan {m.makespan_s:.6g} s")
+        if m.feasible:
+            return plan, notes
+        if not math.isfinite(m.makespan_s) or m.makespan_s <= horizon:
+            break  # not an overrun of T (a KV misfit): a lower cap does not help
+        cap -= 1.05 * (m.makespan_s - horizon)
+        if cap <= 0:
+            break
+    return None, notes
+
+
+def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: float,
+                  num_workers: int, seed: int, rel_gap: float) -> tuple[Plan | None, str]:
+    """``cost`` in two steps: which clusters to rent (:func:`choose_open_set`, half the time),
+    then where each request goes among them (:func:`place_within`). Returns the plan (None if
+    none fits the horizon) and a note."""
+    t_end = time.perf_counter() + time_limit
+    mask, note = choose_open_set(inst, ck, time_limit / 2, num_workers, seed, rel_gap)
+    if mask is None:
+        return None, note
+    plan, notes = place_within(inst, mask, max_classes, t_end - time.perf_counter(), num_workers,
+                               seed)
+    return plan, "; ".join([note, *notes])
+
+
 # live policies tried, in order, when the disaggregated plan does not fit the horizon
 FALLBACKS = ("greedy", "lpt", "bandwidth_aware")
 # and then, below this many requests, the request-level CP-SAT model with the time left
@@ -325,6 +432,17 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
                 value = out.value
                 term = f"{out.termination} over {items.n} classes"
     plan = disaggregate(inst, model, value, int(opts.get("seed", 0))) if value is not None else None
+    if inst.objective == "cost" and str(opts.get("mode", "lp")) == "lp" and model.vars.u:
+        left = time_limit - (time.perf_counter() - t_start) - reserve
+        own, note = open_set_plan(inst, ck, int(opts.get("max_classes", 1500)),
+                                  OPEN_SET_SHARE * left, workers(opts.get("num_workers", 0)),
+                                  int(opts.get("seed", 0)), info["rel_gap"])
+        info["open_set"] = note
+        term += f"; {note}"
+        rounded = evaluate_arrays(inst, plan, check=False) if plan is not None else None
+        if own is not None and (rounded is None or not rounded.feasible
+                                or evaluate_arrays(inst, own).objective < rounded.objective):
+            plan = own
     if plan is not None and not feasible(inst, plan):
         log.info("aggregated: the disaggregated plan exceeds the horizon; refusing to fit")
         from planner.exact._run import repair_for_horizon
