@@ -80,7 +80,10 @@ def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: floa
         prob += cmax
     else:
         prob += pulp.lpSum(end_expr)
-    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1.0, time_limit), threads=workers,
+    from planner.exact._backends.pulp_backend import CBC_THREADS
+
+    # serial CBC, as for milp: its threaded search can stall until the time limit
+    solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1.0, time_limit), threads=CBC_THREADS,
                                warmStart=hint is not None)
     prob.solve(solver)
     status_name = pulp.LpStatus[prob.status]

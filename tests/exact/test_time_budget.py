@@ -85,3 +85,23 @@ def test_cpsat_gets_the_limit_less_the_translation(monkeypatch):
                 improve=False, bisect=False)
     assert res.plan is not None
     assert res.info["cpsat_time_budget_s"] <= 4 - SlowClock.spent + 1e-9
+
+
+def test_cbc_runs_serial_whatever_num_workers_says(monkeypatch):
+    """CBC 2.10.3 with -threads 2 sometimes waited for a worker thread that never started until
+    its time limit (a 4-request model ran its whole 10 s, "Stopped on time limit"): the command
+    line PuLP builds asks for 0 threads (CBC's default, its serial code), not for num_workers."""
+    import pulp
+
+    seen = {}
+    real = pulp.PULP_CBC_CMD.solve_CBC
+
+    def spy(self, lp, use_mps=True):
+        seen["options"] = [str(o) for o in self.options + self.getOptions()]
+        return real(self, lp, use_mps)
+
+    monkeypatch.setattr(pulp.PULP_CBC_CMD, "solve_CBC", spy)
+    res = solve(_inst(), "milp", time_limit=4, num_workers=2, lp_bound=False, improve=False)
+    assert res.status == "optimal" and res.info["cbc_threads"] == 0
+    threads = [o for o in seen["options"] if "thread" in o]
+    assert seen["options"] and threads in ([], ["threads 0"]), seen

@@ -23,6 +23,8 @@ from planner.exact._model import Objective
 
 log = logging.getLogger(__name__)
 
+CBC_THREADS = 0  # CBC's default, its serial code, whatever num_workers says (see solve_pulp)
+
 
 def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                solver: str, time_limit: float, num_workers: int, seed: int, rel_gap: float,
@@ -54,8 +56,14 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     log_path = Path(tmp) / "cbc.log"
     name = solver.upper()
     budget = max(1.0, time_limit - clock())  # the limit counts the translation above
+    info: dict[str, Any] = {}
     if name in ("CBC", "PULP_CBC_CMD"):
-        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=num_workers,
+        # serial: CBC 2.10.3 (PuLP's bundled binary) with -threads 2 can leave its main
+        # thread waiting for a worker that never starts until the time limit (measured: 1 run
+        # in 40 of a 4-request model under load ran its whole 10 s and ended "Stopped on time
+        # limit", its log showing "Thread 1 used 0 times, waiting to start 10.0")
+        info["cbc_threads"] = CBC_THREADS
+        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=CBC_THREADS,
                               gapRel=rel_gap, warmStart=bool(hint), logPath=str(log_path),
                               options=[f"randomCbcSeed {max(1, seed)}"])
     else:
@@ -69,8 +77,8 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     solve_s = clock() - t0
     status = pulp.LpStatus.get(code, str(code))
     sol_status = pulp.LpSolution.get(prob.sol_status, str(prob.sol_status))
-    info: dict[str, Any] = {"translate_s": translate_s, "solve_s": solve_s,
-                            "pulp_status": status, "pulp_solution_status": sol_status}
+    info.update(translate_s=translate_s, solve_s=solve_s, pulp_status=status,
+                pulp_solution_status=sol_status)
     has_sol = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) or (
         status == "Optimal")
     value = (lambda i: float(xs[i].varValue or 0.0)) if has_sol else None
