@@ -142,6 +142,14 @@ def _missing(v: object) -> bool:
 def _labels(s: pd.Series, field: str, path: Path, fmt: str, where: str) -> np.ndarray:
     """A column of names (ids, origins) as strings: each must be present and a string or an
     integer (JSON lines), not an empty cell read as "nan", a boolean or a mapping."""
+    if _text_column(s, fmt):  # a CSV column, read as text: one vectorized check
+        arr = s.to_numpy(dtype=object)
+        empty = np.flatnonzero(s.isna().to_numpy() | (arr == ""))
+        if empty.size:
+            i = int(empty[0])
+            raise TraceError([Problem(where, f"{_row_at(s, i, path, fmt)}: {field} is empty",
+                                      "" if _missing(arr[i]) else arr[i])])
+        return arr.astype(str)
     out = []
     for i, v in enumerate(s.tolist()):
         if _missing(v) or v == "":
@@ -153,6 +161,11 @@ def _labels(s: pd.Series, field: str, path: Path, fmt: str, where: str) -> np.nd
                                       "string or an integer", v)])
         out.append(str(v))
     return np.array(out, dtype=str) if out else np.zeros(0, dtype=str)
+
+
+def _text_column(s: pd.Series, fmt: str) -> bool:
+    """A CSV column: every value a string or missing (the reader takes CSV cells as text)."""
+    return fmt in ("azure", "csv") and (s.dtype == object or pd.api.types.is_string_dtype(s))
 
 
 def _whole(v: object) -> object:
@@ -287,6 +300,11 @@ def _prefixes(
     """A prefix column as block-hash chains (lists of 64-bit integers; a missing value is an
     empty chain) or as group ids (strings or integers; missing: no prefix), never a mix.
     Mooncake's ``hash_ids`` are always chains. Anything else is an error naming its row."""
+    if _text_column(col, fmt):  # CSV text: group ids only (a cell is never a list)
+        given = ~col.isna().to_numpy()
+        if not given.any():
+            return None, None
+        return None, np.where(given, col.to_numpy(dtype=object), None).tolist()
     values = col.tolist()
 
     def fail(i: int, what: str) -> TraceError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import pytest
 from factory import make_scenario
 
@@ -128,3 +129,17 @@ def test_jsonl_integer_groups_with_gaps(tmp_path):
     wl = load_scenario(with_file({"path": str(f), "format": "jsonl"})).workload
     assert wl.prefix_ptr.tolist() == [0, 1, 1, 2]
     assert wl.prefix_blocks.tolist() == [0, 0]
+
+
+def test_csv_group_ids_with_a_gap_are_read_as_text(tmp_path):
+    """CSV prefix cells are group ids as written ("07" and "7" differ); an empty cell is no
+    prefix. The grouping comes from the column in one vectorized pass."""
+    f = tmp_path / "t.csv"
+    f.write_text("id,arrival_s,prompt_tokens,output_tokens,prefix,origin,priority\n"
+                 "a,0,100,10,07,a,0\nb,1,200,20,,b,0\nc,2,300,20,7,a,0\nd,3,50,20,07,b,0\n")
+    wl = load_scenario(with_file({"path": str(f), "format": "csv"})).workload
+    assert wl.ids.tolist() == ["a", "b", "c", "d"]
+    assert np.diff(wl.prefix_ptr).tolist() == [1, 0, 1, 1]
+    a, c, d = wl.prefix_blocks.tolist()
+    assert a == d != c  # "07" twice, "7" on its own
+    assert wl.prefix_block_tokens.tolist() == [50, 300, 50]  # a group's shortest prompt
