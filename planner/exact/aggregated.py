@@ -263,37 +263,56 @@ def restricted(inst: Instance, mask: np.ndarray) -> Instance:
                                can_decode=inst.can_decode & mask)
 
 
-# the open-set step of ``cost`` (mode "lp"): classes of the model that picks the rented set, the
+# the open-set step of ``cost`` (mode "lp"): classes of the model that picks the rented set (up to
+# REQUEST_LEVEL_MAX requests; above, the coarse bucket ratio and the horizon margins tried), the
 # rounds of lowering the cap on T after a rounded plan overruns the horizon, and the share of the
 # time left that the step may use
 OPEN_SET_CLASSES = 200
+COARSE_RATIO = 8.0
+OPEN_SET_MARGINS = (0.01, 0.04, 0.1)
+DETAILED_SET_CLUSTERS = 12  # above, the set is chosen over the coarse classes
+OPEN_SET_SCIP_S = 10.0  # at most this long for SCIP's set (its incumbent is kept at the limit)
 OPEN_SET_ROUNDS = 4
+ROUNDING_MARGIN = 0.002  # the first cap on T of the class LP, below the horizon (measured: 0.1 %)
 OPEN_SET_SHARE = 0.8
 
 
-def choose_open_set(inst: Instance, ck: ClassKeys, time_limit: float, num_workers: int, seed: int,
-                    rel_gap: float) -> tuple[np.ndarray | None, str]:
-    """The clusters to rent: ``cost`` over at most ``OPEN_SET_CLASSES`` classes with the rent
-    variables ``u`` integral (one per cluster, with the per-class rows ``x[i,c] <= N_i u[c]``)
-    and the counts continuous, by SCIP. The class LP alone pays a sliver of each cluster's
-    rent, so its rounded plan spreads over every cluster. Returns the mask and a note."""
+def coarse_keys(inst: Instance) -> ClassKeys:
+    """Class keys for choosing the rented set of a large instance: prompt bucket x output bucket
+    x KV fit, prefix sharing left out (every prompt counted whole, a conservative load), so
+    that with ``COARSE_RATIO`` the set model has a few dozen classes."""
+    ck = ClassKeys(inst)
+    ck.first = np.full_like(ck.first, -1)
+    ck.first_tok = np.zeros_like(ck.first_tok)
+    ck.n_groups = 1
+    return ck
+
+
+def choose_open_set(inst: Instance, ck: ClassKeys, ratio: float, cap: float, time_limit: float,
+                    num_workers: int, seed: int, rel_gap: float) -> tuple[np.ndarray | None, str]:
+    """The clusters to rent: ``cost`` over the classes of ``ck`` at ``ratio`` with the rent
+    variables ``u`` integral (one per cluster, with the per-class rows ``x[i,c] <= N_i u[c]``),
+    the counts continuous and T at most ``cap``, by SCIP. The class LP alone pays a sliver of
+    each cluster's rent, so its rounded plan spreads over every cluster. Returns the mask and a
+    note."""
     from planner.exact._backends.ortools_mip import solve_ortools
 
-    _, items = request_classes(inst, ck.choose(OPEN_SET_CLASSES), keys=ck)
+    _, items = request_classes(inst, ratio, keys=ck)
     model = PlacementModel(inst, items, symmetry=False, per_item_rent=True)
     buf = RowBuffer()
-    v = model.build(buf, float("inf"))
+    v = model.build(buf, cap)
     rent = set(v.u.values())
     for j, spec in enumerate(buf.vars):
         spec.integer = j in rent
     out = solve_ortools(buf, model.objective(), v.T, None, solver="SCIP", time_limit=time_limit,
                         num_workers=num_workers, seed=seed, rel_gap=rel_gap)
+    where = f"rented set over {items.n} classes, T <= {cap:.6g} s"
     if out.value is None:
-        return None, f"rented set over {items.n} classes: {out.status} ({out.termination})"
+        return None, f"{where}: {out.status} ({out.termination})"
     mask = np.zeros(inst.n_clusters, bool)
     mask[[c for c, u in v.u.items() if out.value(u) > 0.5]] = True
     names = ",".join(inst.cluster_names[c] for c in np.flatnonzero(mask))
-    return mask, f"rented set over {items.n} classes ({out.status}): {names}"
+    return mask, f"{where} ({out.status}): {names}"
 
 
 def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit: float,
@@ -317,7 +336,7 @@ def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit:
     _, items = request_classes(sub, ck.choose(max_classes), keys=ck)
     model = PlacementModel(sub, items, symmetry=False, per_item_rent=False)
     horizon = float(inst.horizon_s)
-    cap, notes = horizon, []
+    cap, notes = horizon * (1 - ROUNDING_MARGIN), []
     for _ in range(OPEN_SET_ROUNDS):
         left = t_end - time.perf_counter()
         if left < 0.5:
@@ -344,16 +363,42 @@ def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit:
 
 def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: float,
                   num_workers: int, seed: int, rel_gap: float) -> tuple[Plan | None, str]:
-    """``cost`` in two steps: which clusters to rent (:func:`choose_open_set`, half the time),
-    then where each request goes among them (:func:`place_within`). Returns the plan (None if
-    none fits the horizon) and a note."""
+    """``cost`` in two steps: which clusters to rent (:func:`choose_open_set`), then where each
+    request goes among them (:func:`place_within`). The set is chosen over at most
+    ``OPEN_SET_CLASSES`` classes within the horizon; above ``REQUEST_LEVEL_MAX`` requests the
+    horizon less the margins of ``OPEN_SET_MARGINS`` is tried next, in turn, until a set holds a
+    plan. On more than ``DETAILED_SET_CLUSTERS`` clusters the set is chosen over the coarse
+    classes of :func:`coarse_keys` instead (SCIP is slow on hundreds of classes of 32 clusters),
+    from the first margin on. Returns the plan (None if none fits the horizon) and a note."""
     t_end = time.perf_counter() + time_limit
-    mask, note = choose_open_set(inst, ck, time_limit / 2, num_workers, seed, rel_gap)
-    if mask is None:
-        return None, note
-    plan, notes = place_within(inst, mask, max_classes, t_end - time.perf_counter(), num_workers,
-                               seed)
-    return plan, "; ".join([note, *notes])
+    horizon = float(inst.horizon_s)
+    if inst.n_requests <= REQUEST_LEVEL_MAX:
+        keys, ratio, margins = ck, ck.choose(OPEN_SET_CLASSES), (0.0,)
+    elif inst.n_clusters <= DETAILED_SET_CLUSTERS:
+        keys, ratio, margins = ck, ck.choose(OPEN_SET_CLASSES), (0.0, *OPEN_SET_MARGINS)
+    else:
+        keys, ratio, margins = coarse_keys(inst), COARSE_RATIO, OPEN_SET_MARGINS
+    notes: list[str] = []
+    tried: list[np.ndarray] = []
+    for k, margin in enumerate(margins):
+        left = t_end - time.perf_counter()
+        if left < 0.5:
+            break
+        mask, note = choose_open_set(inst, keys, ratio, horizon * (1 - margin),
+                                     min(left / 2, OPEN_SET_SCIP_S), num_workers, seed, rel_gap)
+        notes.append(note)
+        if mask is None:
+            break
+        if any((mask == m).all() for m in tried):
+            continue
+        tried.append(mask)
+        share = 1.0 / (len(margins) - k)
+        plan, more = place_within(inst, mask, max_classes,
+                                  share * (t_end - time.perf_counter()), num_workers, seed)
+        notes += more
+        if plan is not None:
+            return plan, "; ".join(notes)
+    return None, "; ".join(notes)
 
 
 # live policies tried, in order, when the disaggregated plan does not fit the horizon
@@ -410,8 +455,15 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     # leave time for the bound, the disaggregation and the evaluation (about 10 s per 1M)
     reserve = 2.0 + 1e-5 * inst.n_requests
     lp_limit = max(1.0, time_limit - (time.perf_counter() - t_start) - reserve)
-    st, vals, f_lp, duals = solve_lp(buf, obj, v.T, time_limit=lp_limit,
-                                     num_workers=workers(opts.get("num_workers", 0)))
+    open_set = (inst.objective == "cost" and str(opts.get("mode", "lp")) == "lp"
+                and bool(model.vars.u))
+    if open_set and inst.n_requests > REQUEST_LEVEL_MAX:
+        # its rounding spreads over every cluster and its duals add nothing to the cost bound
+        # (the covering rent): 10 to 15 s at 100 k to 1 M requests better spent on the set
+        st, vals, f_lp, duals = "skipped (cost: the rented set is chosen first)", None, None, None
+    else:
+        st, vals, f_lp, duals = solve_lp(buf, obj, v.T, time_limit=lp_limit,
+                                         num_workers=workers(opts.get("num_workers", 0)))
     info.update(lp_status=st, lp_s=time.perf_counter() - t1,
                 lp_objective_classes=to_problem_units(obj, f_lp, False))
     db = domain_bound(inst, lp_directions(inst, model, duals) if duals else None,
@@ -432,7 +484,7 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
                 value = out.value
                 term = f"{out.termination} over {items.n} classes"
     plan = disaggregate(inst, model, value, int(opts.get("seed", 0))) if value is not None else None
-    if inst.objective == "cost" and str(opts.get("mode", "lp")) == "lp" and model.vars.u:
+    if open_set:
         left = time_limit - (time.perf_counter() - t_start) - reserve
         own, note = open_set_plan(inst, ck, int(opts.get("max_classes", 1500)),
                                   OPEN_SET_SHARE * left, workers(opts.get("num_workers", 0)),

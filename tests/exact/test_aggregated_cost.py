@@ -54,3 +54,24 @@ def test_aggregated_cost_spreads_less_than_the_live_policy_on_a_loose_horizon():
     # $1.5/h, nothing crosses
     assert res.objective == pytest.approx(1.5 * horizon / 3600, rel=1e-9)
     assert res.objective < greedy.objective
+
+
+def test_aggregated_cost_on_a_large_fleet_chooses_over_coarse_classes():
+    """More than DETAILED_SET_CLUSTERS clusters and REQUEST_LEVEL_MAX requests: the set is chosen
+    over the coarse classes with the horizon less the first margin. Thirteen $1/h clusters, one
+    3000 tok/s at $1.8/h, one 500 tok/s at $0.4/h: the fast one alone (450 k tokens in 150 s,
+    445.5 k with the 1 % margin) holds the 240 k needed and is the cheapest set, as above."""
+    from planner.exact.aggregated import DETAILED_SET_CLUSTERS, OPEN_SET_MARGINS
+
+    clusters = [{"name": f"c{k}", "cost_per_hour": 1.0} for k in range(13)]
+    clusters += [{"name": "fast", "cost_per_hour": 1.8, "prefill_tokens_per_s": 3000.0},
+                 {"name": "slow", "cost_per_hour": 0.4, "prefill_tokens_per_s": 500.0}]
+    assert len(clusters) > DETAILED_SET_CLUSTERS
+    n = REQUEST_LEVEL_MAX + 400
+    inst = instance(clusters, [{"prompt_tokens": 240_000 // n}] * n, objective="cost",
+                    horizon_s=HORIZON)
+    res = run(inst, "aggregated", time_limit=20)
+    note = res.info["open_set"]
+    assert f"T <= {HORIZON * (1 - OPEN_SET_MARGINS[0]):.6g} s" in note, note
+    assert {inst.cluster_names[c] for c in set(res.plan.prefill.tolist())} == {"fast"}, note
+    assert res.objective == pytest.approx(OPTIMUM, rel=1e-9) and res.status == "optimal"
