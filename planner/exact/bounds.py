@@ -201,7 +201,8 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
     ``W = sum_r min_pair lam . a_r(pair)`` (each request on its cheapest pair, every shared block
     prefilled once). Each capacity direction gives one such covering row. With few clusters the
     cheapest S meeting every row and holding a valid (prefill, decode) pair is found exactly
-    (``"exact"``); else each row's fractional knapsack bounds it (``"lp"``). Returns
+    (``"exact"``); else by a small MILP (SCIP's dual bound, ``"milp"``), or each row's
+    fractional knapsack (``"lp"``) where that is higher or SCIP gives nothing. Returns
     (bound, how)."""
     inst = pc.inst
     c = inst.n_clusters
@@ -233,6 +234,61 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
         if not ok.any():
             return math.inf, "exact"  # no set of clusters holds the work: no plan at all
         return float((member[ok] @ rent).min()), "exact"
+    frac = _fractional_cover(rows, need, rent)
+    exact = _milp_cover(pc, rows, need, rent)
+    if exact is not None and exact > frac:
+        return exact, "milp"
+    return frac, "lp"
+
+
+# the covering MILP above EXACT_COVER_MAX clusters: SCIP's time limit, and the share its dual
+# bound is lowered by for the solver's float tolerances
+COVER_MILP_S = 2.0
+COVER_MILP_MARGIN = 1e-6
+
+
+def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: np.ndarray
+                ) -> float | None:
+    """The cheapest set meeting every covering row and holding a valid (prefill, decode) pair,
+    as a small MILP (a binary per cluster, a pair indicator per valid pair) by SCIP: its dual
+    bound (valid at a time limit too), lowered by ``COVER_MILP_MARGIN``. None if SCIP gives no
+    bound."""
+    from ortools.linear_solver import pywraplp
+
+    inst = pc.inst
+    s = pywraplp.Solver.CreateSolver("SCIP")
+    if s is None:
+        return None
+    u = [s.BoolVar("") for _ in range(inst.n_clusters)]
+    for w, nd in zip(rows, need, strict=True):
+        s.Add(sum(float(w[c]) * u[c] for c in range(inst.n_clusters) if w[c] > 0) >= nd)
+    pairs = []
+    if pc.has_dec.any():
+        for p in pc.P:
+            for d in pc.D:
+                if inst.reachable[p, d]:
+                    z = s.NumVar(0.0, 1.0, "")
+                    s.Add(z <= u[p])
+                    s.Add(z <= u[d])
+                    pairs.append(z)
+    else:
+        pairs = [u[p] for p in pc.P]
+    if not pairs:
+        return math.inf
+    s.Add(sum(pairs) >= 1)
+    s.Minimize(sum(float(rent[c]) * u[c] for c in range(inst.n_clusters)))
+    s.SetTimeLimit(int(COVER_MILP_S * 1000))
+    code = s.Solve()
+    if code == pywraplp.Solver.INFEASIBLE:
+        return math.inf  # no set of clusters holds the work: no plan at all
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
+        return None
+    bound = s.Objective().BestBound() if code == pywraplp.Solver.FEASIBLE else s.Objective().Value()
+    return float(bound) * (1 - COVER_MILP_MARGIN) if math.isfinite(bound) else None
+
+
+def _fractional_cover(rows: list[np.ndarray], need: list[float], rent: np.ndarray) -> float:
+    """The largest, over the covering rows, of each row's fractional knapsack."""
     best = 0.0
     for w, nd in zip(rows, need, strict=True):  # fractional knapsack: cheapest rent per weight
         order = np.argsort(np.where(w > 0, rent / np.maximum(w, 1e-300), np.inf), kind="stable")
@@ -246,7 +302,7 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
             if got >= nd:
                 break
         best = max(best, paid if got >= nd * (1 - 1e-12) else math.inf)
-    return best, "lp"
+    return best
 
 
 def domain_bound(inst: Instance, extra_dirs: list[tuple[str, Any, Any, Any]] | None = None,

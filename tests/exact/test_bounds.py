@@ -23,16 +23,52 @@ def test_cost_bound_counts_the_clusters_the_work_needs(method):
     assert res.status == "optimal" and res.objective == pytest.approx(3 * 2.0 / 3600)
 
 
-def test_cost_bound_fractional_form_on_many_clusters():
-    """Above 16 clusters the subsets are not enumerated: each capacity row's fractional knapsack
-    (here 12 prompts need 4.8 clusters of 2,500 tokens each within 2.5 s: 4.8 x 2.5 s x $1/h)."""
+def test_cost_bound_on_many_clusters_counts_whole_clusters():
+    """Above 16 clusters the subsets are not enumerated. 12 prompts need 4.8 clusters of 2,500
+    tokens each within 2.5 s: each row's fractional knapsack gives 4.8 rents, the covering MILP
+    5 (a cluster is rented whole). Integrally a cluster holds two prompts, so a plan needs 6:
+    both are valid, the MILP is closer."""
     from planner.exact import bounds
 
     clusters = [{"name": f"c{k}", "cost_per_hour": 1.0} for k in range(18)]
     inst = instance(clusters, [{"prompt_tokens": 1000}] * 12, objective="cost", horizon_s=2.5)
+    rent = 2.5 / 3600
     db = bounds.domain_bound(inst)
-    assert "covering_rent_lp_plus_egress" in db["parts"]
-    assert db["bound"] == pytest.approx(12 * 1000 / (1000 * 2.5) * 2.5 / 3600, rel=1e-6)
+    assert db["by"] == "covering_rent_milp_plus_egress"
+    assert db["bound"] == pytest.approx(5 * rent, rel=1e-5) and db["bound"] <= 5 * rent
+    rows = [np.ones(18)]
+    assert bounds._fractional_cover(rows, [4.8], np.full(18, rent)) == pytest.approx(4.8 * rent)
+    res = run(inst, "cpsat", time_limit=10)
+    assert res.objective == pytest.approx(6 * rent) and res.bound >= 5 * rent * (1 - 1e-5)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_covering_milp_agrees_with_the_enumeration(seed, monkeypatch):
+    """The covering MILP (used above 16 clusters) and the enumeration of every subset (up to
+    16) give the same cheapest set on random fleets of 5 to 9 clusters in two datacenters."""
+    from planner.exact import bounds
+
+    rng = np.random.default_rng(seed)
+    roles = ["prefill", "decode", "mixed"]
+    k = int(rng.integers(5, 10))
+    clusters = [{"name": f"c{j}", "dc": f"dc{j % 2}", "role": str(rng.choice(roles)) if j else "mixed",
+                 "prefill_tokens_per_s": float(rng.choice([500, 1000, 2000])),
+                 "decode_tokens_per_s": float(rng.choice([50, 100])),
+                 "replicas": int(rng.integers(1, 4)),
+                 "cost_per_hour": float(rng.choice([0.5, 1.0, 3.0]))} for j in range(k)]
+    reqs = [{"prompt_tokens": int(rng.integers(100, 3000)),
+             "output_tokens": int(rng.integers(0, 60))} for _ in range(30)]
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": 1.0}]
+    inst = instance(clusters, reqs, links, objective="cost",
+                    horizon_s=float(rng.choice([20.0, 40.0, 80.0])))
+    exact = bounds.domain_bound(inst)
+    monkeypatch.setattr(bounds, "EXACT_COVER_MAX", 0)
+    milp = bounds.domain_bound(inst)
+    key = "covering_rent_exact_plus_egress"
+    got = milp["parts"].get("covering_rent_milp_plus_egress",
+                            milp["parts"].get("covering_rent_lp_plus_egress"))
+    assert got == pytest.approx(exact["parts"][key], rel=1e-5)
+    assert got <= exact["parts"][key] * (1 + 1e-12)
 
 
 @pytest.mark.parametrize("seed", range(40))
