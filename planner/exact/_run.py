@@ -348,6 +348,13 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
             tie = (float(inst.n_requests), out.bound)
         m = evaluate_arrays(inst, plan, check=False)
         t_lb = tie[1] if tie is not None and m.served == tie[0] else None
+        if not t_only:  # the domain's bound on T over plans serving as many (any method)
+            from planner.exact.bounds import served_t_lower
+
+            t_dom, t_by = served_t_lower(inst, m.served, few=inst.n_requests > 200_000)
+            info["tie_break_domain_bound_s"], info["tie_break_domain_by"] = t_dom, t_by
+            if t_lb is None or t_dom > t_lb:
+                t_lb = t_dom
         t_gap = relative_gap(m.makespan_s, t_lb, "min")
         info["tie_break_bound_s"], info["tie_break_gap"] = t_lb, t_gap
         if t_gap is None or t_gap > tol:

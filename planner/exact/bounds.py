@@ -190,6 +190,35 @@ def served_upper(m: np.ndarray, horizon: float) -> int:
     return int(min(n, math.floor(best + 1e-9)))
 
 
+def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[float, str]:
+    """A lower bound on the makespan of any plan serving at least ``served`` requests (the
+    ``served`` objective's tie-break), and what gave it: under each weighting ``lam`` of the
+    loads, the sum of the ``served`` smallest per-request costs ``min_pair lam . a_r(pair)``
+    (any served set pays at least those); and the ``served``-th smallest of the requests'
+    cheapest largest single load (a served set holds a request at least that heavy). Shared
+    prefix blocks are counted only when every request is served."""
+    pc = PairCosts(inst)
+    n = inst.n_requests
+    k = min(int(served), n)
+    if k <= 0:
+        return 0.0, "nothing served"
+    dirs = pc.directions()
+    if few:
+        dirs = [d for d in dirs if d[0] in ("work_capacity", "prefill_capacity", "kv_capacity")]
+    parts: dict[str, float] = {}
+    for name, lc, lm, ll in dirs:
+        cost = pc.min_cost(lc, lm, ll)
+        low = float(np.partition(cost, k - 1)[:k].sum())
+        parts[name] = low + (pc.block_cost(lc) if k == n else 0.0)
+    single = _cheapest_max(pc, np.arange(n))
+    parts["kth_request"] = float(np.partition(single, k - 1)[k - 1])
+    finite = {key: v for key, v in parts.items() if math.isfinite(v)}
+    if not finite:
+        return 0.0, "none"
+    by = max(finite, key=finite.get)
+    return finite[by], by
+
+
 EXACT_COVER_MAX = 16  # clusters: every subset is tried (2^16 subsets x the valid pairs)
 
 

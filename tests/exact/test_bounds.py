@@ -92,3 +92,63 @@ def test_cost_bound_never_passes_the_brute_force_optimum(seed):
     opt, _ = brute_force(inst)
     db = domain_bound(inst)
     assert db["bound"] <= opt * (1 + 1e-9), (db, opt)
+
+
+def test_served_tie_break_domain_bound_by_construction(method):
+    """2000 tokens fit in the 2 s horizon: no three of 1500/800/700/600 fit, so two are served,
+    and the cheapest two (600 + 700 tokens at 1000 tok/s) need 1.3 s: the domain's tie-break
+    bound is exactly that, so every method, aggregated too (whose solver bounds the count
+    only), proves the lexicographic optimum."""
+    from planner.exact.bounds import served_t_lower
+
+    inst = instance([{"name": "c"}], [{"prompt_tokens": t} for t in (1500, 800, 700, 600)],
+                    objective="served", horizon_s=2.0)
+    assert served_t_lower(inst, 2)[0] == pytest.approx(1.3)
+    assert served_t_lower(inst, 1)[0] == pytest.approx(0.6)
+    assert served_t_lower(inst, 4)[0] == pytest.approx(3.6)
+    for name in (method, "aggregated"):
+        res = run(inst, name)
+        assert res.status == "optimal", (name, res.termination)
+        assert res.objective == 2 and res.info["tie_break_bound_s"] == pytest.approx(1.3)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_served_tie_break_bound_never_passes_the_brute_force_optimum(seed):
+    """On random tiny instances: the bound on T over plans serving k requests is at most the
+    smallest makespan of any plan serving k (brute force over every assignment and refusal)."""
+    import itertools
+
+    from planner.exact.bounds import served_t_lower
+    from planner.metrics import evaluate_arrays
+    from planner.plan import Plan
+
+    rng = np.random.default_rng(100 + seed)
+    roles = ["prefill", "decode", "mixed"]
+    clusters = [{"name": f"c{k}", "dc": f"dc{k % 2}", "role": str(rng.choice(roles)) if k else "mixed",
+                 "prefill_tokens_per_s": float(rng.choice([500, 1000, 2000])),
+                 "decode_tokens_per_s": float(rng.choice([50, 100])),
+                 "replicas": int(rng.integers(1, 3))} for k in range(3)]
+    reqs = [{"prompt_tokens": int(rng.integers(100, 2000)),
+             "output_tokens": int(rng.integers(0, 40))} for _ in range(4)]
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": float(rng.choice([0.01, 1.0]))}]
+    inst = instance(clusters, reqs, links, objective="served", horizon_s=1e6)
+    options = []
+    for r in range(inst.n_requests):
+        opts = [(-1, -1)]
+        for p in np.flatnonzero(inst.can_prefill).tolist():
+            if inst.output_tokens[r] == 0:
+                opts.append((p, -1))
+            else:
+                opts += [(p, d) for d in range(inst.n_clusters) if inst.valid_pairs[p, d]]
+        options.append(opts)
+    best = {}
+    for combo in itertools.product(*options):
+        plan = Plan(np.array([c[0] for c in combo]), np.array([c[1] for c in combo]))
+        m = evaluate_arrays(inst, plan, check=False)
+        if not m.feasible:
+            continue
+        best[m.served] = min(best.get(m.served, np.inf), m.makespan_s)
+    for k, t in best.items():
+        low = served_t_lower(inst, k)[0]
+        assert low <= t * (1 + 1e-9), (k, t)
+        assert (low > 0) == (k > 0)  # not vacuous
