@@ -195,8 +195,9 @@ def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[floa
     ``served`` objective's tie-break), and what gave it: under each weighting ``lam`` of the
     loads, the sum of the ``served`` smallest per-request costs ``min_pair lam . a_r(pair)``
     (any served set pays at least those); and the ``served``-th smallest of the requests'
-    cheapest largest single load (a served set holds a request at least that heavy). Shared
-    prefix blocks are counted only when every request is served."""
+    cheapest largest single load (a served set holds a request at least that heavy; not with
+    ``few``, for large instances). Shared prefix blocks are counted only when every request is
+    served."""
     pc = PairCosts(inst)
     n = inst.n_requests
     k = min(int(served), n)
@@ -210,8 +211,9 @@ def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[floa
         cost = pc.min_cost(lc, lm, ll)
         low = float(np.partition(cost, k - 1)[:k].sum())
         parts[name] = low + (pc.block_cost(lc) if k == n else 0.0)
-    single = _cheapest_max(pc, np.arange(n))
-    parts["kth_request"] = float(np.partition(single, k - 1)[k - 1])
+    if not few:  # every request over every pair: left out at scale
+        single = _cheapest_max(pc, np.arange(n))
+        parts["kth_request"] = float(np.partition(single, k - 1)[k - 1])
     finite = {key: v for key, v in parts.items() if math.isfinite(v)}
     if not finite:
         return 0.0, "none"
