@@ -35,8 +35,8 @@ from planner.report.io import (
     check_output,
     dumps,
     jsonable,
-    replace_folder,
     stage_texts,
+    swapped_folder,
     write_json_atomic,
 )
 from planner.scenario.errors import InputError, OptionError, Problem
@@ -531,7 +531,8 @@ def write_report(data: dict[str, Any], out_html: str | Path,
     (:func:`planner.report.io.stage_texts`), before anything is replaced, so that a failure while
     rendering or writing (a full disk: the HTML is the largest file) leaves the previous report
     whole. Then ``plans_from``, a folder of plans made beside ``NAME.plans``, replaces that
-    folder, and the three files are renamed into place (renames need no space)."""
+    folder, and the three files are renamed into place (renames need no space); a failure in
+    any of these steps puts the previous folder and files back."""
     from planner.report.render import render_compare
 
     paths = output_paths(out_html)
@@ -542,9 +543,11 @@ def write_report(data: dict[str, Any], out_html: str | Path,
     text_html = render_compare(data)
     files = {paths["json"]: text_json, paths["csv"]: text_csv, paths["html"]: text_html}
     with stage_texts(files) as commit:
-        if plans_from is not None:
-            replace_folder(plans_from, paths["plans"])
-        commit()
+        if plans_from is None:
+            commit()
+        else:
+            with swapped_folder(plans_from, paths["plans"]):
+                commit()
     return paths
 
 

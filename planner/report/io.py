@@ -69,19 +69,38 @@ def _stage(path: Path, text: str) -> Path | None:
 
 @contextlib.contextmanager
 def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
-    """Write several files so that a failure while writing (a full disk, an interrupt) changes
-    none of them: on entry every content is written in full beside its target; the yielded
-    ``commit()`` renames them all into place (a rename needs no space); temporary files left
-    uncommitted are removed on exit. Each file is treated as by :func:`write_text_atomic`."""
+    """Write several files so that a failure (a full disk, an interrupt, an OS error on a rename)
+    changes none of them: on entry every content is written in full beside its target; the
+    yielded ``commit()`` renames them all into place (a rename needs no space), each old file
+    first hard-linked aside, and puts the old files back if any rename fails (where hard links
+    are not supported, an old file is not kept and a failed rename can leave a mix). Temporary
+    files left uncommitted are removed on exit. Each file is treated as by
+    :func:`write_text_atomic`."""
     staged: list[tuple[Path, Path | None, str]] = []
 
     def commit() -> None:
-        for path, tmp, text in staged:
-            if tmp is None:  # /dev/null, a FIFO: written in place
-                with open(path, "w", encoding="utf-8", newline="") as fh:
-                    fh.write(text)
-            else:
+        done: list[tuple[Path, Path | None]] = []  # (target, its old file kept aside or None)
+        try:
+            for path, tmp, text in staged:
+                if tmp is None:  # /dev/null, a FIFO: written in place
+                    with open(path, "w", encoding="utf-8", newline="") as fh:
+                        fh.write(text)
+                    continue
+                old = _keep_aside(path)
+                done.append((path, old))
                 os.replace(tmp, path)
+        except BaseException:
+            for path, old in reversed(done):
+                with contextlib.suppress(OSError):
+                    if old is not None:
+                        os.replace(old, path)
+                    else:
+                        path.unlink(missing_ok=True)
+            raise
+        finally:
+            for _, old in done:
+                if old is not None:
+                    old.unlink(missing_ok=True)
 
     try:
         for given, text in files.items():
@@ -94,6 +113,20 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
                 tmp.unlink(missing_ok=True)
 
 
+def _keep_aside(path: Path) -> Path | None:
+    """A hard link to the file at ``path`` under a temporary name beside it (no space needed),
+    or None when there is no file or the file system has no hard links."""
+    if not path.is_file():
+        return None
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{id(path)}.old.tmp")
+    try:
+        aside.unlink(missing_ok=True)
+        os.link(path, aside)
+    except OSError:
+        return None
+    return aside
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` so that a reader sees the old file or the whole new one, never a part. A
     symlink is written through (its target replaced), an existing file keeps its mode, and a
@@ -104,29 +137,36 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-def replace_folder(new: str | Path, target: str | Path) -> Path:
-    """Put the folder ``new`` (made in the folder of ``target``) in the place of ``target``,
-    removing what was there: the old folder is moved aside, ``new`` renamed into place, then the
-    old one deleted, so that ``target`` is never a mix of the two (put back if the rename
-    fails). A symlinked ``target`` is replaced through the link. ``new`` gets the mode a new
-    folder would have."""
+@contextlib.contextmanager
+def swapped_folder(new: str | Path, target: str | Path) -> Iterator[None]:
+    """Put the folder ``new`` (made in the folder of ``target``) in the place of ``target`` for
+    the block, as one step of a larger change: the old folder is moved aside and ``new`` renamed
+    into place, so that ``target`` is never a mix of the two. If the rename or the block fails,
+    the old folder is put back (and ``new`` removed); else it is deleted on exit. A symlinked
+    ``target`` is replaced through the link; ``new`` gets the mode a new folder would have."""
     new, given = Path(new), Path(target)
     target = Path(os.path.realpath(given))
     os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes 0700
-    if not target.exists():
-        os.replace(new, target)
-        return given
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=".tmp", dir=target.parent))
+    had = target.exists()
     try:
-        os.replace(target, aside / target.name)
+        if had:
+            os.replace(target, aside / target.name)
         try:
             os.replace(new, target)
         except BaseException:
-            os.replace(aside / target.name, target)
+            if had:
+                os.replace(aside / target.name, target)
+            raise
+        try:
+            yield
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            if had:
+                os.replace(aside / target.name, target)
             raise
     finally:
         shutil.rmtree(aside, ignore_errors=True)
-    return given
 
 
 def jsonable(x: Any) -> Any:

@@ -392,12 +392,14 @@ def test_a_failed_render_writes_nothing(tmp_path: Path, monkeypatch) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.html", "r.json", "r.plans"]
 
 
-@pytest.mark.parametrize("fails", ["html", "plans"])
+@pytest.mark.parametrize("fails", ["html", "plans", "rename"])
 def test_a_full_disk_while_writing_keeps_the_previous_report(tmp_path: Path, monkeypatch,
                                                              fails: str) -> None:
     """The HTML (the largest file) is written in full, and the plans folder swapped, before any
     file is replaced: the JSON and CSV were replaced first, so a full disk left them next to the
-    old HTML and plans, naming plans that were not there (found by review)."""
+    old HTML and plans, naming plans that were not there (found by review). An OS error on the
+    last rename (the HTML's) puts back the JSON, CSV and plans already replaced."""
+    import contextlib
     import os
     import sys
 
@@ -417,11 +419,22 @@ def test_a_full_disk_while_writing_keeps_the_previous_report(tmp_path: Path, mon
             return real(path, text)
 
         monkeypatch.setattr(io, "_stage", stage)
-    else:
+    elif fails == "plans":
+        @contextlib.contextmanager
         def swap(new, target):
             raise full
+            yield
 
-        monkeypatch.setattr(compare_mod, "replace_folder", swap)
+        monkeypatch.setattr(compare_mod, "swapped_folder", swap)
+    else:
+        real_replace = os.replace
+
+        def replace(src, dst):
+            if Path(dst).name == "r.html":
+                raise OSError(5, "Input/output error")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
     assert _compare(out, "--methods", "lpt") == 2  # the CLI's one line for an OSError
     assert _snapshot(tmp_path) == before
     assert sorted(os.listdir(tmp_path)) == ["r.csv", "r.html", "r.json", "r.plans"]
