@@ -282,7 +282,8 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
                 ) -> float | None:
     """The cheapest set meeting every covering row and holding a valid (prefill, decode) pair,
     as a small MILP (a binary per cluster, a pair indicator per valid pair) by SCIP: its dual
-    bound (valid at a time limit too), lowered by ``COVER_MILP_MARGIN``. None if SCIP gives no
+    bound (valid at a time limit too; the incumbent is not used even when SCIP says optimal,
+    which is within its gap tolerance), lowered by ``COVER_MILP_MARGIN``. None if SCIP gives no
     bound."""
     from ortools.linear_solver import pywraplp
 
@@ -307,15 +308,22 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
     if not pairs:
         return math.inf
     s.Add(sum(pairs) >= 1)
-    s.Minimize(sum(float(rent[c]) * u[c] for c in range(inst.n_clusters)))
+    top = float(rent.max())
+    if top <= 0:
+        return 0.0
+    # rents scaled to at most 1 (SCIP's tolerances are partly absolute; rents can be 1e-4 $)
+    s.Minimize(sum(float(rent[c]) / top * u[c] for c in range(inst.n_clusters)))
     s.SetTimeLimit(int(COVER_MILP_S * 1000))
-    code = s.Solve()
+    params = pywraplp.MPSolverParameters()
+    params.SetDoubleParam(params.RELATIVE_MIP_GAP, 0.0)
+    code = s.Solve(params)
     if code == pywraplp.Solver.INFEASIBLE:
         return math.inf  # no set of clusters holds the work: no plan at all
     if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return None
-    bound = s.Objective().BestBound() if code == pywraplp.Solver.FEASIBLE else s.Objective().Value()
-    return float(bound) * (1 - COVER_MILP_MARGIN) if math.isfinite(bound) else None
+    # the dual bound, never the incumbent: "optimal" is within SCIP's gap tolerances
+    bound = float(s.Objective().BestBound()) * top
+    return bound * (1 - COVER_MILP_MARGIN) if math.isfinite(bound) else None
 
 
 def _fractional_cover(rows: list[np.ndarray], need: list[float], rent: np.ndarray) -> float:
