@@ -72,35 +72,44 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
     """Write several files so that a failure (a full disk, an interrupt, an OS error on a rename)
     changes none of them: on entry every content is written in full beside its target; the
     yielded ``commit()`` renames them all into place (a rename needs no space), each old file
-    first hard-linked aside, and puts the old files back if any rename fails (where hard links
-    are not supported, an old file is not kept and a failed rename can leave a mix). Temporary
-    files left uncommitted are removed on exit. Each file is treated as by
-    :func:`write_text_atomic`."""
+    first hard-linked aside, and puts the old files back if any rename fails (where a hard link
+    cannot be made, that old file is not kept: a failed rename later can leave it replaced, a
+    mix, but never deletes it). Temporary files left uncommitted are removed on exit. Each file
+    is treated as by :func:`write_text_atomic`."""
     staged: list[tuple[Path, Path | None, str]] = []
 
     def commit() -> None:
-        done: list[tuple[Path, Path | None]] = []  # (target, its old file kept aside or None)
+        # (target, its old file kept aside or None, whether a file was there before)
+        done: list[tuple[Path, Path | None, bool]] = []
+        kept: list[Path] = []  # old files kept aside, deleted once not needed
         try:
             for path, tmp, text in staged:
                 if tmp is None:  # /dev/null, a FIFO: written in place
                     with open(path, "w", encoding="utf-8", newline="") as fh:
                         fh.write(text)
                     continue
+                existed = path.exists()
                 old = _keep_aside(path)
-                done.append((path, old))
+                if old is not None:
+                    kept.append(old)
                 os.replace(tmp, path)
+                done.append((path, old, existed))
         except BaseException:
-            for path, old in reversed(done):
-                with contextlib.suppress(OSError):
+            for path, old, existed in reversed(done):
+                try:
                     if old is not None:
                         os.replace(old, path)
-                    else:
+                        kept.remove(old)
+                    elif not existed:
                         path.unlink(missing_ok=True)
+                    # else: an old file that could not be kept aside stays replaced
+                except OSError:
+                    if old is not None:
+                        kept.remove(old)  # the only copy of the old file now: left in place
             raise
         finally:
-            for _, old in done:
-                if old is not None:
-                    old.unlink(missing_ok=True)
+            for old in kept:
+                old.unlink(missing_ok=True)
 
     try:
         for given, text in files.items():
@@ -141,32 +150,41 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 def swapped_folder(new: str | Path, target: str | Path) -> Iterator[None]:
     """Put the folder ``new`` (made in the folder of ``target``) in the place of ``target`` for
     the block, as one step of a larger change: the old folder is moved aside and ``new`` renamed
-    into place, so that ``target`` is never a mix of the two. If the rename or the block fails,
-    the old folder is put back (and ``new`` removed); else it is deleted on exit. A symlinked
-    ``target`` is replaced through the link; ``new`` gets the mode a new folder would have."""
+    into place, so that ``target`` is never a mix of the two. If the block fails, ``new`` is
+    moved out and the old folder put back; else the old one is deleted on exit. Should putting
+    it back fail too, the old folder is left in its hidden ``.NAME.old.*.tmp`` folder, never
+    deleted. A symlinked ``target`` is replaced through the link; ``new`` gets the mode a new
+    folder would have."""
     new, given = Path(new), Path(target)
     target = Path(os.path.realpath(given))
     os.chmod(new, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", suffix=".tmp", dir=target.parent))
+    old = aside / target.name
     had = target.exists()
+    safe = True  # whether deleting ``aside`` loses nothing
     try:
         if had:
-            os.replace(target, aside / target.name)
+            os.replace(target, old)
+            safe = False
         try:
             os.replace(new, target)
         except BaseException:
             if had:
-                os.replace(aside / target.name, target)
+                os.replace(old, target)
+                safe = True
             raise
         try:
             yield
         except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
+            os.replace(target, aside / f"{target.name}.new")  # a rename: the new one out
             if had:
-                os.replace(aside / target.name, target)
+                os.replace(old, target)
+            safe = True
             raise
+        safe = True
     finally:
-        shutil.rmtree(aside, ignore_errors=True)
+        if safe:
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def jsonable(x: Any) -> Any:
