@@ -297,6 +297,7 @@ def choose_open_set(inst: Instance, ck: ClassKeys, ratio: float, cap: float, tim
     note."""
     from planner.exact._backends.ortools_mip import solve_ortools
 
+    t0 = time.perf_counter()
     _, items = request_classes(inst, ratio, keys=ck)
     model = PlacementModel(inst, items, symmetry=False, per_item_rent=True)
     buf = RowBuffer()
@@ -304,7 +305,8 @@ def choose_open_set(inst: Instance, ck: ClassKeys, ratio: float, cap: float, tim
     rent = set(v.u.values())
     for j, spec in enumerate(buf.vars):
         spec.integer = j in rent
-    out = solve_ortools(buf, model.objective(), v.T, None, solver="SCIP", time_limit=time_limit,
+    left = max(0.2, time_limit - (time.perf_counter() - t0))  # the build counts
+    out = solve_ortools(buf, model.objective(), v.T, None, solver="SCIP", time_limit=left,
                         num_workers=num_workers, seed=seed, rel_gap=rel_gap)
     where = f"rented set over {items.n} classes, T <= {cap:.6g} s"
     if out.value is None:
@@ -329,8 +331,11 @@ def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit:
     if inst.n_requests <= REQUEST_LEVEL_MAX:
         from planner.registry import get_method
 
+        # no LP bound and no local search: the sub-instance's bound is not used, and the time
+        # is the model's
         res = get_method("cpsat").func(sub, time_limit=time_limit, seed=seed,
-                                       num_workers=num_workers, warm_start="none")
+                                       num_workers=num_workers, warm_start="none",
+                                       lp_bound=False, improve=False)
         return res.plan, [f"request-level CP-SAT on the set: {res.status}"]
     ck = ClassKeys(sub)
     _, items = request_classes(sub, ck.choose(max_classes), keys=ck)
@@ -365,19 +370,20 @@ def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: f
                   num_workers: int, seed: int, rel_gap: float) -> tuple[Plan | None, str]:
     """``cost`` in two steps: which clusters to rent (:func:`choose_open_set`), then where each
     request goes among them (:func:`place_within`). The set is chosen over at most
-    ``OPEN_SET_CLASSES`` classes within the horizon; above ``REQUEST_LEVEL_MAX`` requests the
-    horizon less the margins of ``OPEN_SET_MARGINS`` is tried next, in turn, until a set holds a
-    plan. On more than ``DETAILED_SET_CLUSTERS`` clusters the set is chosen over the coarse
-    classes of :func:`coarse_keys` instead (SCIP is slow on hundreds of classes of 32 clusters),
-    from the first margin on. Returns the plan (None if none fits the horizon) and a note."""
+    ``OPEN_SET_CLASSES`` classes, or on more than ``DETAILED_SET_CLUSTERS`` clusters over the
+    coarse classes of :func:`coarse_keys` (SCIP is slow on hundreds of classes of 32 clusters).
+    Up to ``REQUEST_LEVEL_MAX`` requests (placed by the request-level model) T is capped at the
+    horizon; above, at the horizon less each margin of ``OPEN_SET_MARGINS`` in turn (the
+    detailed classes try the horizon itself first) until a set holds a plan. Returns the plan
+    (None if none fits the horizon) and a note."""
     t_end = time.perf_counter() + time_limit
     horizon = float(inst.horizon_s)
-    if inst.n_requests <= REQUEST_LEVEL_MAX:
-        keys, ratio, margins = ck, ck.choose(OPEN_SET_CLASSES), (0.0,)
-    elif inst.n_clusters <= DETAILED_SET_CLUSTERS:
+    if inst.n_clusters <= DETAILED_SET_CLUSTERS:
         keys, ratio, margins = ck, ck.choose(OPEN_SET_CLASSES), (0.0, *OPEN_SET_MARGINS)
     else:
         keys, ratio, margins = coarse_keys(inst), COARSE_RATIO, OPEN_SET_MARGINS
+    if inst.n_requests <= REQUEST_LEVEL_MAX:  # placed by the request-level model: no margin
+        margins = (0.0,)
     notes: list[str] = []
     tried: list[np.ndarray] = []
     for k, margin in enumerate(margins):

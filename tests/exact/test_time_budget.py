@@ -105,3 +105,21 @@ def test_cbc_runs_serial_whatever_num_workers_says(monkeypatch):
     assert res.status == "optimal" and res.info["cbc_threads"] == 0
     threads = [o for o in seen["options"] if "thread" in o]
     assert seen["options"] and threads in ([], ["threads 0"]), seen
+
+
+def test_the_lp_bound_gets_at_most_half_the_run(monkeypatch):
+    """GLOP's LP for the domain bound had a fixed 30 s, whatever the run's limit: with a 4 s
+    limit it may now use at most 2 s (found by review: aggregated's request-level sub-run
+    overran its share by 3.5 s there)."""
+    from planner.exact import _run
+
+    seen = {}
+    real = _run.lp_domain_bound
+
+    def spy(inst, items, db, info, time_limit=30.0):
+        seen["limit"] = time_limit
+        return real(inst, items, db, info, time_limit)
+
+    monkeypatch.setattr(_run, "lp_domain_bound", spy)
+    res = solve(_inst(), "cpsat", time_limit=4)
+    assert res.plan is not None and seen["limit"] <= 2.0
