@@ -31,15 +31,30 @@ OPTIONS = {"placement": "greedy", "objective": "makespan", "time_limit": 10.0, "
            "max_jobs": 12, "max_slots": 80, "num_workers": 0}
 
 
-def solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float,
-                  workers: int) -> tuple[np.ndarray, str, float]:
+def solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float
+                  ) -> tuple[np.ndarray, str, float]:
     with warnings.catch_warnings():  # PuLP 3.3 announces its 4.0 API on every variable
         warnings.simplefilter("ignore", DeprecationWarning)
-        return _solve_replica(job, objective, K, max_slots, time_limit, workers)
+        return _solve_replica(job, objective, K, max_slots, time_limit)
 
 
-def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float,
-                   workers: int) -> tuple[np.ndarray, str, float]:
+def solve_all(jobs: list, objective: str, K: int, max_slots: int, time_limit: float,
+              streams: int) -> dict[int, tuple[np.ndarray, str, float]]:
+    """Every job's model solved, ``streams`` at a time (threads: each waits on its CBC
+    process), keyed by ``id(job)``; empty with one stream (they are then solved in turn)."""
+    if streams <= 1:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with warnings.catch_warnings(), ThreadPoolExecutor(streams) as pool:
+        warnings.simplefilter("ignore", DeprecationWarning)  # set once, not per thread
+        futures = {id(job): pool.submit(_solve_replica, job, objective, K, max_slots, time_limit)
+                   for job in jobs}
+        return {key: f.result() for key, f in futures.items()}
+
+
+def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float
+                   ) -> tuple[np.ndarray, str, float]:
     import pulp
 
     u, rel_u, horizon, fcfs = unit_grid(job, max_slots)
@@ -119,10 +134,14 @@ def batch_milp(inst: Instance, placement: str = "greedy", objective: str = "make
     jobs = replica_jobs(inst, plan)
     workers = num_workers if num_workers > 0 else (os.cpu_count() or 1)
     solvable = [j for j in jobs if 0 < len(j) <= max_jobs]
-    per = max(1.0, (time_limit - (time.perf_counter() - t0)) / max(1, len(solvable)))
+    # CBC runs serial; num_workers replicas are solved at once instead (each CBC is a process)
+    streams = max(1, min(workers, len(solvable)))
+    per = max(1.0, (time_limit - (time.perf_counter() - t0)) * streams / max(1, len(solvable)))
+    done = solve_all(solvable, objective, segments, max_slots, per, streams)
     starts, statuses, bounds = schedule_replicas(
         jobs, objective, max_jobs,
-        lambda job: solve_replica(job, objective, segments, max_slots, per, workers))
+        lambda job: done[id(job)] if id(job) in done
+        else solve_replica(job, objective, segments, max_slots, per))
     return build_result("batch_milp", inst, plan, jobs, starts, objective, statuses, bounds,
                         reserve=True, wall_note=f"time-indexed MILP (CBC), {segments} segments, "
                         f"over the {placement} placement")
