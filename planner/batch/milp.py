@@ -97,7 +97,8 @@ def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: floa
         prob += pulp.lpSum(end_expr)
     from planner.exact._backends.pulp_backend import CBC_THREADS
 
-    # serial CBC, as for milp: its threaded search can stall until the time limit
+    # serial CBC (replicas are solved num_workers at once instead): these models are small,
+    # where CBC's threaded search can stall until the time limit (see cbc_threads)
     solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1.0, time_limit), threads=CBC_THREADS,
                                warmStart=hint is not None)
     prob.solve(solver)

@@ -23,7 +23,21 @@ from planner.exact._model import Objective
 
 log = logging.getLogger(__name__)
 
-CBC_THREADS = 0  # CBC's default, its serial code, whatever num_workers says (see solve_pulp)
+CBC_THREADS = 0  # CBC's default, its serial code (see cbc_threads)
+# integer variables from which CBC gets num_workers threads
+CBC_PARALLEL_MIN_INTS = 200
+
+
+def cbc_threads(n_integer: int, num_workers: int) -> int:
+    """CBC's thread count: serial below ``CBC_PARALLEL_MIN_INTS`` integer variables, else
+    ``num_workers``. CBC 2.10.3 (PuLP's bundled binary) with threads can leave its main thread
+    waiting for a worker that never starts until the time limit (coin-or/Cbc#640; measured: 1
+    run in 40 of a 4-request model under load ran its whole 10 s and ended "Stopped on time
+    limit", its log showing "Thread 1 used 0 times, waiting to start 10.0"): a millisecond proof
+    turned into an unproven time-out. On larger models threads help on some runs (50
+    requests, 60 s, five runs with 2 threads: optimal once in 33 s, gaps 1.5e-4 once and 4.7e-3
+    three times; serial, two runs: 4.2e-3 both)."""
+    return CBC_THREADS if n_integer < CBC_PARALLEL_MIN_INTS else max(1, num_workers)
 
 
 def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
@@ -58,12 +72,9 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     budget = max(1.0, time_limit - clock())  # the limit counts the translation above
     info: dict[str, Any] = {}
     if name in ("CBC", "PULP_CBC_CMD"):
-        # serial: CBC 2.10.3 (PuLP's bundled binary) with -threads 2 can leave its main
-        # thread waiting for a worker that never starts until the time limit (measured: 1 run
-        # in 40 of a 4-request model under load ran its whole 10 s and ended "Stopped on time
-        # limit", its log showing "Thread 1 used 0 times, waiting to start 10.0")
-        info["cbc_threads"] = CBC_THREADS
-        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=CBC_THREADS,
+        threads = cbc_threads(sum(v.integer for v in buf.vars), num_workers)
+        info["cbc_threads"] = threads
+        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=threads,
                               gapRel=rel_gap, warmStart=bool(hint), logPath=str(log_path),
                               options=[f"randomCbcSeed {max(1, seed)}"])
     else:
