@@ -92,7 +92,7 @@ def test_cbc_runs_serial_on_small_models(monkeypatch, size):
     """CBC 2.10.3 with -threads 2 sometimes waited for a worker thread that never started until
     its time limit (a 4-request model ran its whole 10 s, "Stopped on time limit"): below 200
     integer variables the command line asks for 0 threads (CBC's serial code); above, for
-    num_workers (the 50-request benchmark: with 2 threads optimal in 33 s on one run in five,
+    num_workers (the 50-request benchmark: with 2 threads optimal in 33 s on one run in six,
     never in 60 s serial)."""
     import sys
     from pathlib import Path

@@ -35,8 +35,8 @@ def cbc_threads(n_integer: int, num_workers: int) -> int:
     run in 40 of a 4-request model under load ran its whole 10 s and ended "Stopped on time
     limit", its log showing "Thread 1 used 0 times, waiting to start 10.0"): a millisecond proof
     turned into an unproven time-out. On larger models threads help on some runs (50
-    requests, 60 s, five runs with 2 threads: optimal once in 33 s, gaps 1.5e-4 once and 4.7e-3
-    three times; serial, two runs: 4.2e-3 both)."""
+    requests, 60 s, six runs with 2 threads: optimal once in 33 s, gaps 1.5e-4 once and 2.8e-3
+    to 4.7e-3 four times; serial, two runs: 4.2e-3 both)."""
     return CBC_THREADS if n_integer < CBC_PARALLEL_MIN_INTS else max(1, num_workers)
 
 
