@@ -50,7 +50,11 @@ def solve_all(jobs: list, objective: str, K: int, max_slots: int, time_limit: fl
         warnings.simplefilter("ignore", DeprecationWarning)  # set once, not per thread
         futures = {id(job): pool.submit(_solve_replica, job, objective, K, max_slots, time_limit)
                    for job in jobs}
-        return {key: f.result() for key, f in futures.items()}
+        try:
+            return {key: f.result() for key, f in futures.items()}
+        except BaseException:  # Ctrl-C: the replicas not started are not started
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def _solve_replica(job, objective: str, K: int, max_slots: int, time_limit: float
@@ -137,7 +141,8 @@ def batch_milp(inst: Instance, placement: str = "greedy", objective: str = "make
     solvable = [j for j in jobs if 0 < len(j) <= max_jobs]
     # CBC runs serial; num_workers replicas are solved at once instead (each CBC is a process)
     streams = max(1, min(workers, len(solvable)))
-    per = max(1.0, (time_limit - (time.perf_counter() - t0)) * streams / max(1, len(solvable)))
+    rounds = -(-max(1, len(solvable)) // streams)  # replicas in turn on the busiest stream
+    per = max(1.0, (time_limit - (time.perf_counter() - t0)) / rounds)
     done = solve_all(solvable, objective, segments, max_slots, per, streams)
     starts, statuses, bounds = schedule_replicas(
         jobs, objective, max_jobs,

@@ -266,7 +266,7 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
             return math.inf, "exact"  # no set of clusters holds the work: no plan at all
         return float((member[ok] @ rent).min()), "exact"
     frac = _fractional_cover(rows, need, rent)
-    exact = _milp_cover(pc, rows, need, rent)
+    exact = _milp_cover(pc, rows, need, rent, frac)
     if exact is not None and exact > frac:
         return exact, "milp"
     return frac, "lp"
@@ -278,10 +278,11 @@ COVER_MILP_S = 2.0
 COVER_MILP_MARGIN = 1e-6
 
 
-def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: np.ndarray
-                ) -> float | None:
+def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: np.ndarray,
+                scale: float = 0.0) -> float | None:
     """The cheapest set meeting every covering row and holding a valid (prefill, decode) pair,
-    as a small MILP (a binary per cluster, a pair indicator per valid pair) by SCIP: its dual
+    as a small MILP (a binary per cluster, a pair indicator per valid pair; rents in units of
+    ``scale``, a lower bound of the optimum, else of the cheapest rent) by SCIP: its dual
     bound (valid at a time limit too; the incumbent is not used even when SCIP says optimal,
     which is within its gap tolerance), lowered by ``COVER_MILP_MARGIN``. None if SCIP gives no
     bound."""
@@ -308,10 +309,14 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
     if not pairs:
         return math.inf
     s.Add(sum(pairs) >= 1)
-    top = float(rent.max())
-    if top <= 0:
+    positive = rent[rent > 0]
+    if positive.size == 0:
         return 0.0
-    # rents scaled to at most 1 (SCIP's tolerances are partly absolute; rents can be 1e-4 $)
+    # the objective in units of a lower bound of the optimum (``scale``, e.g. the fractional
+    # cover, else the cheapest rent): SCIP's tolerances are partly absolute, so an optimum that
+    # is tiny in its units (rents of 1e-4 $, or one dear cluster setting the scale) would be
+    # decided by them and the dual bound could pass it
+    top = float(scale) if scale > 0 and math.isfinite(scale) else float(positive.min())
     s.Minimize(sum(float(rent[c]) / top * u[c] for c in range(inst.n_clusters)))
     s.SetTimeLimit(int(COVER_MILP_S * 1000))
     params = pywraplp.MPSolverParameters()

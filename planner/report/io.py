@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,14 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
                 old = _keep_aside(path)
                 if old is not None:
                     kept.append(old)
-                os.replace(tmp, path)
-                done.append((path, old, existed))
+                done.append((path, old, existed))  # before the rename: an interrupt after it
+                os.replace(tmp, path)               # must still find the old file to put back
         except BaseException:
             for path, old, existed in reversed(done):
                 try:
-                    if old is not None:
+                    if old is not None and path.exists() and os.path.samefile(old, path):
+                        pass  # its rename never happened: the old file is in place
+                    elif old is not None:
                         os.replace(old, path)
                         kept.remove(old)
                     elif not existed:
@@ -127,10 +130,9 @@ def _keep_aside(path: Path) -> Path | None:
     or None when there is no file or the file system has no hard links."""
     if not path.is_file():
         return None
-    aside = path.with_name(f".{path.name}.{os.getpid()}.{id(path)}.old.tmp")
+    aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old.tmp")
     try:
-        aside.unlink(missing_ok=True)
-        os.link(path, aside)
+        os.link(path, aside)  # never over an existing file
     except OSError:
         return None
     return aside
@@ -164,8 +166,8 @@ def swapped_folder(new: str | Path, target: str | Path) -> Iterator[None]:
     safe = True  # whether deleting ``aside`` loses nothing
     try:
         if had:
+            safe = False  # before the rename: an interrupt after it must not delete ``old``
             os.replace(target, old)
-            safe = False
         try:
             os.replace(new, target)
         except BaseException:

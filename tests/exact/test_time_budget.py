@@ -94,7 +94,6 @@ def test_cbc_runs_serial_on_small_models(monkeypatch, size):
     integer variables the command line asks for 0 threads (CBC's serial code); above, for
     num_workers (the 50-request benchmark: with 2 threads optimal in 33 s on one run in six,
     never in 60 s serial)."""
-    import sys
     from pathlib import Path
 
     import pulp
@@ -110,7 +109,7 @@ def test_cbc_runs_serial_on_small_models(monkeypatch, size):
     if size == "small":
         inst = _inst()
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+        monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
         from bench_exact import scenario
 
         from planner import load_scenario

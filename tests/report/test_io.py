@@ -88,3 +88,39 @@ def test_a_failure_putting_the_old_folder_back_keeps_it(tmp_path, monkeypatch):
         raise RuntimeError("the files' renames failed")
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(".plans.old.")]
     assert len(kept) == 1 and (kept[0] / "plans" / "old.json").read_text() == "old"
+
+
+def _interrupt_after_rename_to(monkeypatch, name: str) -> None:
+    """os.replace that renames, then raises KeyboardInterrupt (a Ctrl-C landing right after)."""
+    real = os.replace
+
+    def replace(src, dst):
+        real(src, dst)
+        if Path(dst).name == name:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_an_interrupt_right_after_a_rename_puts_the_old_file_back(tmp_path, monkeypatch):
+    """Found by review: the renamed file was recorded after its rename, so a Ctrl-C between the
+    two left it new and deleted its kept old copy."""
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("OLD A")
+    b.write_text("OLD B")
+    _interrupt_after_rename_to(monkeypatch, "a.txt")
+    with pytest.raises(KeyboardInterrupt), io.stage_texts({a: "NEW A", b: "NEW B"}) as commit:
+        commit()
+    assert _files(tmp_path) == {"a.txt": "OLD A", "b.txt": "OLD B"}
+
+
+def test_an_interrupt_right_after_moving_the_old_folder_aside_keeps_it(tmp_path, monkeypatch):
+    target, new = tmp_path / "plans", tmp_path / "new"
+    target.mkdir()
+    (target / "old.json").write_text("old")
+    new.mkdir()
+    _interrupt_after_rename_to(monkeypatch, "plans")  # the first rename: the old one aside
+    with pytest.raises(KeyboardInterrupt), io.swapped_folder(new, target):
+        pass
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith(".plans.old.")]
+    assert len(kept) == 1 and (kept[0] / "plans" / "old.json").read_text() == "old"
