@@ -90,9 +90,7 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
                         fh.write(text)
                     continue
                 existed = path.exists()
-                old = _keep_aside(path)
-                if old is not None:
-                    kept.append(old)
+                old = _keep_aside(path, kept)
                 done.append((path, old, existed))  # before the rename: an interrupt after it
                 os.replace(tmp, path)               # must still find the old file to put back
         except BaseException:
@@ -125,15 +123,18 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
                 tmp.unlink(missing_ok=True)
 
 
-def _keep_aside(path: Path) -> Path | None:
+def _keep_aside(path: Path, kept: list[Path]) -> Path | None:
     """A hard link to the file at ``path`` under a temporary name beside it (no space needed),
-    or None when there is no file or the file system has no hard links."""
+    or None when there is no file or the file system has no hard links. The name is put in
+    ``kept`` before the link is made, so that an interrupt cannot leave an unlisted link."""
     if not path.is_file():
         return None
     aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old.tmp")
+    kept.append(aside)
     try:
         os.link(path, aside)  # never over an existing file
     except OSError:
+        kept.remove(aside)
         return None
     return aside
 
