@@ -38,7 +38,6 @@ from planner.exact._run import (
     COMMON,
     account,
     better,
-    feasible,
     unplaceable_result,
     warm_plan,
     workers,
@@ -264,9 +263,9 @@ def restricted(inst: Instance, mask: np.ndarray) -> Instance:
 
 
 # the open-set step of ``cost`` (mode "lp"): classes of the model that picks the rented set (up to
-# REQUEST_LEVEL_MAX requests; above, the coarse bucket ratio and the horizon margins tried), the
-# rounds of lowering the cap on T after a rounded plan overruns the horizon, and the share of the
-# time left that the step may use
+# DETAILED_SET_CLUSTERS clusters; above, the coarse bucket ratio), the horizon margins tried above
+# REQUEST_LEVEL_MAX requests, the rounds of lowering the cap on T after a rounded plan overruns
+# the horizon, and the share of the time left that the step may use
 OPEN_SET_CLASSES = 200
 COARSE_RATIO = 8.0
 OPEN_SET_MARGINS = (0.01, 0.04, 0.1)
@@ -490,6 +489,7 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
                 value = out.value
                 term = f"{out.termination} over {items.n} classes"
     plan = disaggregate(inst, model, value, int(opts.get("seed", 0))) if value is not None else None
+    own = None
     if open_set:
         left = time_limit - (time.perf_counter() - t_start) - reserve
         own, note = open_set_plan(inst, ck, int(opts.get("max_classes", 1500)),
@@ -497,16 +497,19 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
                                   int(opts.get("seed", 0)), info["rel_gap"])
         info["open_set"] = note
         term += f"; {note}"
-        rounded = evaluate_arrays(inst, plan, check=False) if plan is not None else None
-        if own is not None and (rounded is None or not rounded.feasible
-                                or evaluate_arrays(inst, own).objective < rounded.objective):
-            plan = own
-    if plan is not None and not feasible(inst, plan):
+    # each candidate scored once (an evaluation is about a second at 1M requests)
+    scored = evaluate_arrays(inst, plan) if plan is not None else None
+    if open_set and own is not None:
+        mine = evaluate_arrays(inst, own)
+        if scored is None or not scored.feasible or mine.objective < scored.objective:
+            plan, scored = own, mine
+    if plan is not None and not scored.feasible:
         log.info("aggregated: the disaggregated plan exceeds the horizon; refusing to fit")
         from planner.exact._run import repair_for_horizon
 
         plan = repair_for_horizon(inst, plan) if inst.objective == "served" else None
-    objective = evaluate_arrays(inst, plan).objective if plan is not None else None
+        scored = evaluate_arrays(inst, plan) if plan is not None else None
+    objective = scored.objective if plan is not None else None
     if warm is not None and (objective is None or better(inst, warm_obj, objective)):
         plan, objective, info["plan_from"] = warm, warm_obj, "warm_start"
     else:

@@ -190,6 +190,10 @@ def served_upper(m: np.ndarray, horizon: float) -> int:
     return int(min(n, math.floor(best + 1e-9)))
 
 
+# the directions kept for large instances (each direction is a pass over the requests)
+FEW_DIRECTIONS = ("work_capacity", "prefill_capacity", "kv_capacity")
+
+
 def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[float, str]:
     """A lower bound on the makespan of any plan serving at least ``served`` requests (the
     ``served`` objective's tie-break), and what gave it: under each weighting ``lam`` of the
@@ -205,7 +209,7 @@ def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[floa
         return 0.0, "nothing served"
     dirs = pc.directions()
     if few:
-        dirs = [d for d in dirs if d[0] in ("work_capacity", "prefill_capacity", "kv_capacity")]
+        dirs = [d for d in dirs if d[0] in FEW_DIRECTIONS]
     parts: dict[str, float] = {}
     for name, lc, lm, ll in dirs:
         cost = pc.min_cost(lc, lm, ll)
@@ -362,7 +366,7 @@ def domain_bound(inst: Instance, extra_dirs: list[tuple[str, Any, Any, Any]] | N
         return {"bound": float(inst.n_requests), "by": "all_requests", "parts": {}}
     dirs = pc.directions()
     if few:  # large instances: the capacity shares only (each direction is a pass over requests)
-        dirs = [d for d in dirs if d[0] in ("work_capacity", "prefill_capacity", "kv_capacity")]
+        dirs = [d for d in dirs if d[0] in FEW_DIRECTIONS]
     dirs += list(extra_dirs or [])
     if obj == "served" and inst.horizon_s is not None:
         h = float(inst.horizon_s)

@@ -154,12 +154,18 @@ def test_served_tie_break_bound_never_passes_the_brute_force_optimum(seed):
         assert (low > 0) == (k > 0)  # not vacuous
 
 
+def _prefill_only(n: int):
+    """What the covering MILP reads of PairCosts, for n clusters that only prefill."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(inst=SimpleNamespace(n_clusters=n), has_dec=np.zeros(1, bool),
+                           P=np.arange(n), D=np.arange(0))
+
+
 def test_covering_milp_reports_scip_dual_bound_not_its_incumbent():
     """SCIP's "optimal" is within its default gap tolerance (1e-4): its incumbent, less 1e-6, was
     above the true cheapest cover on about one random covering knapsack in five (found by
     review). The bound must never pass the exact optimum (SCIP with a zero gap)."""
-    from types import SimpleNamespace
-
     from ortools.linear_solver import pywraplp
 
     from planner.exact import bounds
@@ -181,8 +187,7 @@ def test_covering_milp_reports_scip_dual_bound_not_its_incumbent():
         w /= w.sum()
         rent = w * 1000 + rng.uniform(0, 0.2, n)
         need = float(rng.uniform(0.3, 0.7))
-        pc = SimpleNamespace(inst=SimpleNamespace(n_clusters=n), has_dec=np.zeros(1, bool),
-                             P=np.arange(n), D=np.arange(0))
+        pc = _prefill_only(n)
         got = bounds._milp_cover(pc, [w], [need], rent)
         opt = exact(w, rent, need)
         assert got <= opt * (1 + 1e-12), (got, opt)
@@ -195,16 +200,13 @@ def test_covering_milp_stays_below_the_optimum_when_one_rent_dwarfs_it(spread):
     absolute tolerances decided: the bound passed the enumerated optimum by up to 1e-2 (found
     by review). 18 clusters, one of rent 1000, the rest about 1000 x ``spread`` times their
     weight."""
-    from types import SimpleNamespace
-
     from planner.exact import bounds
 
     rng = np.random.default_rng(3)
     n = 18
     subsets = np.arange(1, 2 ** n, dtype=np.int64)
     member = ((subsets[:, None] >> np.arange(n)) & 1).astype(bool)
-    pc = SimpleNamespace(inst=SimpleNamespace(n_clusters=n), has_dec=np.zeros(1, bool),
-                         P=np.arange(n), D=np.arange(0))
+    pc = _prefill_only(n)
     for _ in range(4):
         w = rng.uniform(1, 100, n)
         w /= w.sum()
