@@ -11,8 +11,9 @@ capacity), KV capacity shares, each link alone (bytes that must cross it over it
 each cluster alone, and the dual prices of an LP relaxation when a caller has them. The largest
 single request (its cheapest pair's largest load) is a bound too. For ``served`` the same
 Lagrangian gives an upper bound on the requests served within the horizon H:
-``sum_r max(0, 1 - mu m_r) + mu H`` minimised over the scale mu. For ``cost``: the cheapest
-prefill+decode rent plus each request's cheapest egress.
+``sum_r max(0, 1 - mu m_r) + mu H`` minimised over the scale mu. For ``cost``: the rent of the
+cheapest set of clusters that can hold the work within the horizon (:func:`covering_rent`), plus
+each request's cheapest egress.
 """
 
 from __future__ import annotations
@@ -234,8 +235,10 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
     ``horizon``: for weights ``lam >= 0`` on the clusters' compute and memory loads, the used set
     S must hold the work, ``sum_{c in S} (lam_c + mu_c) >= W / horizon`` with
     ``W = sum_r min_pair lam . a_r(pair)`` (each request on its cheapest pair, every shared block
-    prefilled once). Each capacity direction gives one such covering row. With few clusters the
-    cheapest S meeting every row and holding a valid (prefill, decode) pair is found exactly
+    prefilled once). Each capacity direction gives one such covering row. The set must also
+    prefill and decode every token with each mixed cluster's time split between the two
+    (:func:`_split_ok`; the rows above count a mixed cluster's whole time for each). With few
+    clusters the cheapest S meeting every row and holding a valid (prefill, decode) pair is found exactly
     (``"exact"``); else by a small MILP (SCIP's dual bound, ``"milp"``), or each row's
     fractional knapsack (``"lp"``) where that is higher or SCIP gives nothing. Returns
     (bound, how)."""
@@ -266,11 +269,12 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
                 if inst.reachable[p, d]:
                     pair_ok |= member[:, p] & member[:, d]
         ok &= pair_ok
+        ok &= _split_ok(member, *_token_split(pc, horizon))
         if not ok.any():
             return math.inf, "exact"  # no set of clusters holds the work: no plan at all
         return float((member[ok] @ rent).min()), "exact"
     frac = _fractional_cover(rows, need, rent)
-    exact = _milp_cover(pc, rows, need, rent, frac)
+    exact = _milp_cover(pc, rows, need, rent, frac, horizon)
     if exact is not None and exact > frac:
         return exact, "milp"
     return frac, "lp"
@@ -282,10 +286,46 @@ COVER_MILP_S = 2.0
 COVER_MILP_MARGIN = 1e-6
 
 
+def _token_split(pc: PairCosts, horizon: float) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Each cluster's prefill and decode tokens within ``horizon`` if it did only that (0 where
+    its role forbids it), and the tokens any plan must prefill (every suffix, each shared block
+    at least once) and decode."""
+    inst = pc.inst
+    with np.errstate(divide="ignore"):
+        pcap = np.where(inst.can_prefill & (pc.pre_r > 0), horizon / pc.pre_r, 0.0)
+        dcap = np.where(inst.can_decode & (pc.dec_r > 0), horizon / pc.dec_r, 0.0)
+    wp = float(pc.suffix.sum() + pc.block_tok.sum()) * (1 - 1e-9)  # a hair for float sums
+    wd = float(pc.out.sum()) * (1 - 1e-9)
+    return pcap, dcap, wp, wd
+
+
+def _split_ok(member: np.ndarray, pcap: np.ndarray, dcap: np.ndarray, wp: float,
+              wd: float) -> np.ndarray:
+    """Per row of ``member`` (a set of clusters): can the set prefill ``wp`` and decode ``wd``
+    tokens within the horizon when a mixed cluster's time is split between the two? The
+    dedicated clusters give what they can; the prefill still missing is taken from the mixed
+    clusters that lose the least decode per prefill token first (a fractional knapsack, so
+    this greedy is exact), and what decode remains must cover ``wd``."""
+    mixed = np.flatnonzero((pcap > 0) & (dcap > 0))
+    only_p = (pcap > 0) & (dcap <= 0)
+    missing = wp - member[:, only_p] @ pcap[only_p]
+    decode = member[:, dcap > 0] @ dcap[dcap > 0]
+    if mixed.size == 0:
+        return (missing <= 0) & (decode >= wd)
+    order = mixed[np.argsort(-pcap[mixed] / dcap[mixed], kind="stable")]
+    got = member[:, order] * pcap[order]  # prefill each mixed cluster of the set can give
+    before = np.cumsum(got, axis=1) - got
+    share = np.clip((missing[:, None] - before) / pcap[order], 0.0, 1.0) * member[:, order]
+    lost = share @ dcap[order]
+    return (missing <= got.sum(axis=1)) & (decode - lost >= wd)
+
+
 def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: np.ndarray,
-                scale: float = 0.0) -> float | None:
+                scale: float = 0.0, horizon: float | None = None) -> float | None:
     """The cheapest set meeting every covering row and holding a valid (prefill, decode) pair,
-    as a small MILP (a binary per cluster, a pair indicator per valid pair; rents in units of
+    and (with ``horizon``) able to prefill and decode every token with each mixed cluster's
+    time split between the two (a continuous prefill and decode share per cluster), as a small
+    MILP (a binary per cluster, a pair indicator per valid pair; rents in units of
     ``scale``, a lower bound of the optimum, else of the cheapest rent) by SCIP: its dual
     bound (valid at a time limit too; the incumbent is not used even when SCIP says optimal,
     which is within its gap tolerance), lowered by ``COVER_MILP_MARGIN``. None if SCIP gives no
@@ -299,6 +339,19 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
     u = [s.BoolVar("") for _ in range(inst.n_clusters)]
     for w, nd in zip(rows, need, strict=True):
         s.Add(sum(float(w[c]) * u[c] for c in range(inst.n_clusters) if w[c] > 0) >= nd)
+    if horizon is not None:
+        pcap, dcap, wp, wd = _token_split(pc, horizon)
+        fp = [s.NumVar(0.0, 1.0, "") if pcap[c] > 0 else None for c in range(inst.n_clusters)]
+        fd = [s.NumVar(0.0, 1.0, "") if dcap[c] > 0 else None for c in range(inst.n_clusters)]
+        for c in range(inst.n_clusters):
+            if fp[c] is not None or fd[c] is not None:
+                s.Add(sum(f for f in (fp[c], fd[c]) if f is not None) <= u[c])
+        if wp > 0:
+            s.Add(sum(float(pcap[c] / wp) * fp[c] for c in range(inst.n_clusters)
+                      if fp[c] is not None) >= 1.0)
+        if wd > 0:
+            s.Add(sum(float(dcap[c] / wd) * fd[c] for c in range(inst.n_clusters)
+                      if fd[c] is not None) >= 1.0)
     pairs = []
     if pc.has_dec.any():
         for p in pc.P:

@@ -42,6 +42,42 @@ def test_cost_bound_on_many_clusters_counts_whole_clusters():
     assert res.objective == pytest.approx(6 * rent) and res.bound >= 5 * rent * (1 - 1e-5)
 
 
+def _split_case():
+    """A $1/h mixed cluster prefills and decodes at 1000 and 100 tok/s; a $2/h decode cluster
+    decodes at 100 tok/s (its card's prefill rate, 1 tok/s, it cannot use); a $5/h prefill
+    cluster prefills at 1000 tok/s. Six requests of 1000 + 100 tokens need 6 s of prefill and
+    6 s of decode: within the 10 s horizon the mixed cluster holds either alone, not both, so
+    the cheapest plan rents the mixed and the decode cluster ($3/h). Each covering row alone
+    lets the mixed cluster pass: the prefill and decode weightings put the other role's work on
+    a cluster they weigh at zero, and the work-capacity weighting prices the decode cluster's
+    tokens at almost nothing (its slow prefill card). The old bound was one rent ($1/h)."""
+    clusters = [{"name": "m", "role": "mixed", "cost_per_hour": 1.0},
+                {"name": "e", "role": "decode", "cost_per_hour": 2.0, "prefill_tokens_per_s": 1.0},
+                {"name": "p", "role": "prefill", "cost_per_hour": 5.0}]
+    reqs = [{"prompt_tokens": 1000, "output_tokens": 100}] * 6
+    return instance(clusters, reqs, objective="cost", horizon_s=10.0), 3 * 10.0 / 3600
+
+
+def test_cost_bound_splits_a_mixed_cluster_between_prefill_and_decode(method):
+    inst, optimum = _split_case()
+    db = domain_bound(inst)
+    assert db["by"] == "covering_rent_exact_plus_egress"
+    assert db["bound"] == pytest.approx(optimum, rel=1e-12)
+    res = run(inst, method, time_limit=10)
+    assert res.status == "optimal" and res.objective == pytest.approx(optimum)
+
+
+def test_covering_milp_splits_a_mixed_cluster_too(monkeypatch):
+    """The same case through the covering MILP (used above 16 clusters)."""
+    from planner.exact import bounds
+
+    inst, optimum = _split_case()
+    monkeypatch.setattr(bounds, "EXACT_COVER_MAX", 0)
+    db = bounds.domain_bound(inst)
+    assert db["by"] == "covering_rent_milp_plus_egress"
+    assert optimum * (1 - 1e-5) <= db["bound"] <= optimum
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_covering_milp_agrees_with_the_enumeration(seed, monkeypatch):
     """The covering MILP (used above 16 clusters) and the enumeration of every subset (up to
