@@ -366,15 +366,18 @@ def place_within(inst: Instance, mask: np.ndarray, max_classes: int, time_limit:
 
 
 def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: float,
-                  num_workers: int, seed: int, rel_gap: float) -> tuple[Plan | None, str]:
+                  num_workers: int, seed: int, rel_gap: float,
+                  drop_until: float | None = None) -> tuple[Plan | None, str]:
     """``cost`` in two steps: which clusters to rent (:func:`choose_open_set`), then where each
     request goes among them (:func:`place_within`). The set is chosen over at most
     ``OPEN_SET_CLASSES`` classes, or on more than ``DETAILED_SET_CLUSTERS`` clusters over the
     coarse classes of :func:`coarse_keys` (SCIP is slow on hundreds of classes of 32 clusters).
     Up to ``REQUEST_LEVEL_MAX`` requests (placed by the request-level model) T is capped at the
     horizon; above, at the horizon less each margin of ``OPEN_SET_MARGINS`` in turn (the
-    detailed classes try the horizon itself first) until a set holds a plan. Returns the plan
-    (None if none fits the horizon) and a note."""
+    detailed classes try the horizon itself first) until a set holds a plan; there the plan's
+    clusters are then closed one by one while time is left (:func:`drop_clusters`, until the
+    ``time.perf_counter()`` instant ``drop_until``, by default the end of ``time_limit``).
+    Returns the plan (None if none fits the horizon) and a note."""
     t_end = time.perf_counter() + time_limit
     horizon = float(inst.horizon_s)
     if inst.n_clusters <= DETAILED_SET_CLUSTERS:
@@ -398,12 +401,67 @@ def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: f
             continue
         tried.append(mask)
         share = 1.0 / (len(margins) - k)
+        t_place = time.perf_counter()
         plan, more = place_within(inst, mask, max_classes,
                                   share * (t_end - time.perf_counter()), num_workers, seed)
         notes += more
         if plan is not None:
+            if inst.n_requests > REQUEST_LEVEL_MAX:
+                plan, more = drop_clusters(inst, plan, max_classes,
+                                           t_end if drop_until is None else drop_until,
+                                           time.perf_counter() - t_place, num_workers, seed)
+                notes += more
             return plan, "; ".join(notes)
     return None, "; ".join(notes)
+
+
+def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, place_s: float,
+                  num_workers: int, seed: int) -> tuple[Plan, list[str]]:
+    """Rent less than ``plan`` does, while time is left: each used cluster in turn, the dearest
+    first (the least loaded first among equal rents), is closed and the requests placed again
+    on the others (:func:`place_within`); a plan that fits the horizon without it is kept. A
+    cluster whose closing fails the covering bound's necessary conditions
+    (:func:`planner.exact.bounds.may_hold`) is not tried. ``place_s``: how long one placement
+    took, the time a try needs."""
+    from planner.exact.bounds import FEW_DIRECTIONS, PairCosts, cover_rows, may_hold
+
+    horizon = float(inst.horizon_s)
+    pc = PairCosts(inst)
+    dirs = [d for d in pc.directions() if d[0] in FEW_DIRECTIONS]
+    rows, need = cover_rows(pc, horizon, dirs)
+    rent = inst.replicas * inst.cost_per_hour
+    m = evaluate_arrays(inst, plan, check=False)
+    tried: set[int] = set()
+    notes: list[str] = []
+    while True:
+        used = np.asarray(m.used, bool)
+        util = np.maximum(m.load_s, m.memory_load_s) / horizon
+        cands = []
+        for c in np.flatnonzero(used).tolist():
+            without = used.copy()
+            without[c] = False
+            if c not in tried and rent[c] > 0 and may_hold(pc, rows, need, horizon, without)[0]:
+                cands.append(c)
+        if not cands or t_end - time.perf_counter() < 1.2 * place_s:
+            break
+        c = max(cands, key=lambda k: (rent[k], -util[k]))
+        tried.add(c)
+        without = used.copy()
+        without[c] = False
+        t0 = time.perf_counter()
+        new, _ = place_within(inst, without, max_classes, t_end - t0, num_workers, seed)
+        place_s = max(place_s, time.perf_counter() - t0)
+        name = inst.cluster_names[c]
+        if new is None:
+            notes.append(f"without {name}: no plan")
+            continue
+        m_new = evaluate_arrays(inst, new, check=False)
+        if not m_new.feasible or m_new.objective >= m.objective:
+            notes.append(f"without {name}: {m_new.objective:.6g} (kept {m.objective:.6g})")
+            continue
+        notes.append(f"without {name}: {m_new.objective:.6g}")
+        plan, m = new, m_new
+    return plan, notes
 
 
 # live policies tried, in order, when the disaggregated plan does not fit the horizon
@@ -492,9 +550,11 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     own = None
     if open_set:
         left = time_limit - (time.perf_counter() - t_start) - reserve
+        # closing clusters may use the time up to the last evaluation (about a second per 1M)
+        drop_until = t_start + time_limit - (1.0 + 3e-6 * inst.n_requests)
         own, note = open_set_plan(inst, ck, int(opts.get("max_classes", 1500)),
                                   OPEN_SET_SHARE * left, workers(opts.get("num_workers", 0)),
-                                  int(opts.get("seed", 0)), info["rel_gap"])
+                                  int(opts.get("seed", 0)), info["rel_gap"], drop_until)
         info["open_set"] = note
         term += f"; {note}"
     # each candidate scored once (an evaluation is about a second at 1M requests)

@@ -242,8 +242,27 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
     (``"exact"``); else by a small MILP (SCIP's dual bound, ``"milp"``), or each row's
     fractional knapsack (``"lp"``) where that is higher or SCIP gives nothing. Returns
     (bound, how)."""
+    c = pc.inst.n_clusters
+    rows, need = cover_rows(pc, horizon, dirs)
+    if c <= EXACT_COVER_MAX:
+        subsets = np.arange(1, 2 ** c, dtype=np.int64)
+        member = ((subsets[:, None] >> np.arange(c)) & 1).astype(bool)  # (2^c - 1, c)
+        ok = may_hold(pc, rows, need, horizon, member)
+        if not ok.any():
+            return math.inf, "exact"  # no set of clusters holds the work: no plan at all
+        return float((member[ok] @ rent).min()), "exact"
+    frac = _fractional_cover(rows, need, rent)
+    exact = _milp_cover(pc, rows, need, rent, frac, horizon)
+    if exact is not None and exact > frac:
+        return exact, "milp"
+    return frac, "lp"
+
+
+def cover_rows(pc: PairCosts, horizon: float, dirs: list[tuple[str, Any, Any, Any]]
+               ) -> tuple[list[np.ndarray], list[float]]:
+    """The covering rows of :func:`covering_rent`: per capacity direction (links left out),
+    each cluster's weight and the weight any used set must reach."""
     inst = pc.inst
-    c = inst.n_clusters
     rows, need = [], []
     for _, lc, lm, ll in dirs:
         if np.any(ll):  # a link direction: its load does not depend on the clusters used
@@ -253,31 +272,29 @@ def covering_rent(pc: PairCosts, rent: np.ndarray, horizon: float,
         if work > 0 and w.sum() > 0:
             rows.append(w)
             need.append(work / horizon * (1 - 1e-9))  # a hair of slack for float sums
-    if c <= EXACT_COVER_MAX:
-        subsets = np.arange(1, 2 ** c, dtype=np.int64)
-        member = ((subsets[:, None] >> np.arange(c)) & 1).astype(bool)  # (2^c - 1, c)
-        ok = np.ones(subsets.size, bool)
-        for w, nd in zip(rows, need, strict=True):
-            ok &= member @ w >= nd
-        pair_ok = np.zeros(subsets.size, bool)
-        need_dec = bool(pc.has_dec.any())
-        for p in pc.P:
-            if not need_dec:
-                pair_ok |= member[:, p]
-                continue
-            for d in pc.D:
-                if inst.reachable[p, d]:
-                    pair_ok |= member[:, p] & member[:, d]
-        ok &= pair_ok
-        ok &= _split_ok(member, *_token_split(pc, horizon))
-        if not ok.any():
-            return math.inf, "exact"  # no set of clusters holds the work: no plan at all
-        return float((member[ok] @ rent).min()), "exact"
-    frac = _fractional_cover(rows, need, rent)
-    exact = _milp_cover(pc, rows, need, rent, frac, horizon)
-    if exact is not None and exact > frac:
-        return exact, "milp"
-    return frac, "lp"
+    return rows, need
+
+
+def may_hold(pc: PairCosts, rows: list[np.ndarray], need: list[float], horizon: float,
+             member: np.ndarray) -> np.ndarray:
+    """Per row of ``member`` (a set of clusters): does the set pass every necessary condition
+    of :func:`covering_rent` (each covering row, the prefill/decode split, a valid pair)? A
+    set that fails holds no plan within the horizon; one that passes may still hold none."""
+    inst = pc.inst
+    member = np.atleast_2d(member)
+    ok = np.ones(member.shape[0], bool)
+    for w, nd in zip(rows, need, strict=True):
+        ok &= member @ w >= nd
+    pair_ok = np.zeros(member.shape[0], bool)
+    need_dec = bool(pc.has_dec.any())
+    for p in pc.P:
+        if not need_dec:
+            pair_ok |= member[:, p]
+            continue
+        for d in pc.D:
+            if inst.reachable[p, d]:
+                pair_ok |= member[:, p] & member[:, d]
+    return ok & pair_ok & _split_ok(member, *_token_split(pc, horizon))
 
 
 # the covering MILP above EXACT_COVER_MAX clusters: SCIP's time limit, and the share its dual

@@ -75,3 +75,20 @@ def test_aggregated_cost_on_a_large_fleet_chooses_over_coarse_classes():
     assert f"T <= {HORIZON * (1 - OPEN_SET_MARGINS[0]):.6g} s" in note, note
     assert {inst.cluster_names[c] for c in set(res.plan.prefill.tolist())} == {"fast"}, note
     assert res.objective == pytest.approx(OPTIMUM, rel=1e-9) and res.status == "optimal"
+
+
+def test_aggregated_cost_closes_a_cluster_the_coarse_set_did_not_need():
+    """The coarse set model keeps a 1 % margin below the horizon: the work (447.7 k tokens)
+    is 99.5 % of the fast cluster's 450 k, so with the margin it adds the $0.4/h one. The
+    placement then finds the fast cluster alone holds it (``drop_clusters``): $1.8/h, the
+    optimum, which the covering bound proves."""
+    clusters = [{"name": f"c{k}", "cost_per_hour": 1.0} for k in range(13)]
+    clusters += [{"name": "fast", "cost_per_hour": 1.8, "prefill_tokens_per_s": 3000.0},
+                 {"name": "slow", "cost_per_hour": 0.4, "prefill_tokens_per_s": 500.0}]
+    n = REQUEST_LEVEL_MAX + 420
+    inst = instance(clusters, [{"prompt_tokens": 185}] * n, objective="cost", horizon_s=HORIZON)
+    res = run(inst, "aggregated", time_limit=30)
+    note = res.info["open_set"]
+    assert ": fast,slow" in note and "without slow" in note, note
+    assert {inst.cluster_names[c] for c in set(res.plan.prefill.tolist())} == {"fast"}, note
+    assert res.objective == pytest.approx(OPTIMUM, rel=1e-9) and res.status == "optimal"
