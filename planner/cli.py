@@ -101,7 +101,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         d["method"] = meta.get("method")
         print(dumps(d), end="")  # strict JSON: a non-finite figure is null
         return 0
-    print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')})")
+    own = meta.get("objective_name")
+    claim = f" for its {own}" if own and own != sc.objective else ""  # a batch method's problem
+    print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')}{claim})")
     print(f"  objective ({m.objective_name}): {m.objective:.6g}"
           + (f"  NOT A SOLUTION: {'; '.join(m.problems)}" if m.problems else ""))
     print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")

@@ -76,6 +76,34 @@ class Result:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
 
+    @property
+    def objective_name(self) -> str | None:
+        """What ``objective``, ``bound`` and ``gap`` measure when it is not the scenario's
+        objective: a batch method's are its batch problem's (``batch_makespan``,
+        ``batch_mean_completion``); None otherwise."""
+        batch = self.info.get("batch_objective")
+        return f"batch_{batch}" if batch else None
+
+    def scenario_claims(self) -> tuple[str, float | None, float | None]:
+        """(status, bound, gap) as claims about the scenario's objective, for tables that put
+        methods side by side with one best bound. A batch method's bound and gap are its batch
+        problem's and say nothing of the scenario's objective (its placement is a policy's):
+        none, and ``optimal`` there is only ``feasible`` here."""
+        if self.objective_name is None:
+            return self.status, self.bound, self.gap
+        return ("feasible" if self.status == "optimal" else self.status), None, None
+
+    def own_claim(self) -> str:
+        """The batch problem's figures in words (empty for every other method)."""
+        if self.objective_name is None:
+            return ""
+        return (f"{self.objective_name} {_fmt(self.objective)} s, bound {_fmt(self.bound)} s, "
+                f"gap {_fmt(self.gap)}, {self.status}")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.6g}"
+
 
 def relative_gap(objective: float | None, bound: float | None, sense: str = "min") -> float | None:
     """``|objective - bound| / |objective|``; 0 when they meet, None when unknown, infinite
@@ -113,7 +141,7 @@ def plan_to_dict(instance: Any, result: Result | None = None, plan: Plan | None 
         "scenario": instance.scenario.name,
         "method": result.method if result else "unknown",
         "status": result.status if result else "feasible",
-        "objective_name": instance.objective,
+        "objective_name": (result.objective_name if result else None) or instance.objective,
         "objective": _num(result.objective) if result else None,
         "bound": _num(result.bound) if result else None,
         "gap": _num(result.gap) if result else None,

@@ -206,8 +206,12 @@ class MethodOutcome:
 
 
 def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
-    out = MethodOutcome(spec.name, spec.kind, res.status, res.termination or "", res.objective,
-                        res.bound, res.gap, float(res.wall_s), options=jsonable(res.options))
+    # the table's bounds and gaps are about the scenario's objective: a batch method's own (its
+    # batch problem's) go into its termination, not into the best bound
+    status, bound, gap = res.scenario_claims()
+    term = "; ".join(t for t in (res.termination, res.own_claim()) if t)
+    out = MethodOutcome(spec.name, spec.kind, status, term, res.objective, bound, gap,
+                        float(res.wall_s), options=jsonable(res.options))
     out.history = [list(h) for h in (res.history or [])]
     hm = (res.info or {}).get("heatmap")
     if hm is not None:
@@ -217,6 +221,8 @@ def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
             log.warning("heatmap of %s could not be converted: %s", spec.name, exc)
     if res.plan is not None:
         out.metrics = jsonable(evaluate_arrays(inst, res.plan).to_dict())
+        if res.objective_name is not None:  # the scenario's objective, not the batch problem's
+            out.objective = out.metrics["objective"]
     return out
 
 

@@ -132,7 +132,7 @@ points x {{ methods | length }} methods ({{ methods | join(", ") }}); axes:
 <tr>{% for h in best_header %}<th class="name">{{ h }}</th>{% endfor %}</tr>
 {% for r in best_rows %}<tr>{% for v in r %}<td class="name">{{ v }}</td>{% endfor %}</tr>{% endfor %}
 </table>
-{% if failures %}<div class="note"><b>Points without a plan</b><ul>
+{% if failures %}<div class="note"><b>Points without a solution</b><ul>
 {% for f in failures %}<li class="bad">{{ f }}</li>{% endfor %}</ul></div>{% endif %}
 {% endblock %}
 """

@@ -62,13 +62,18 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             # the solver stopped on Ctrl-C: its cut-short row must not be stored (a resumed
             # sweep would reuse it for good); the user meant the sweep
             raise KeyboardInterrupt
-        row.update(status=res.status, termination=res.termination, objective_name=inst.objective,
-                   bound=res.bound, gap=res.gap, wall_s=res.wall_s)
+        # bound and gap about the scenario's objective (a batch method's own go in words)
+        status, bound, gap = res.scenario_claims()
+        row.update(status=status, objective_name=inst.objective, bound=bound, gap=gap,
+                   termination="; ".join(t for t in (res.termination, res.own_claim()) if t),
+                   wall_s=res.wall_s)
         if res.plan is not None:
             m = evaluate_arrays(inst, res.plan)
             d = m.to_dict()
             row.update(
-                objective=m.objective, makespan_s=m.makespan_s, bottleneck=m.bottleneck,
+                # a plan that breaks a hard constraint is not a solution: it claims no objective
+                objective=m.objective if status in ("optimal", "feasible") else None,
+                makespan_s=m.makespan_s, bottleneck=m.bottleneck,
                 cost_usd=m.cost, served=m.served, refused=m.refused,
                 prefix_tokens_reused=m.prefix_tokens_reused,
                 peak_link_utilization=max((v["utilization"] for v in d["links"].values()),

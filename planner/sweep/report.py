@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from planner.report.compare import SOLVED
 from planner.report.figures import PALETTE, TEMPLATE
 from planner.report.io import write_text_atomic
 from planner.report.render import Charts, render_page
@@ -145,26 +146,32 @@ def write_sweep_report(sw: Sweep, table: list[dict[str, Any]], html: Path, resul
     df = frame(table, axes)
     methods = [m for m in sw.methods if not df.empty and (df["method"] == m).any()]
     colors = {m: PALETTE[k % len(PALETTE)] for k, m in enumerate(sw.methods)}
+    # only solutions are charted and ranked: a plan that breaks a hard constraint (status
+    # ``infeasible``, e.g. refusals where every request must be served) is listed with the
+    # failures, as compare does
+    solved = df[df["status"].isin(SOLVED)] if not df.empty else df
     charts = Charts()
     surface_ids: list[str] = []
     best_rows: list[list[str]] = []
     failures: list[str] = []
-    if not df.empty:
-        charts.add("pareto", pareto(df, colors))
-        if df["served"].dropna().nunique() > 1:
-            charts.add("pareto_served", pareto(df, colors, x="cost_usd", y="served", sense_y="max"))
-        for k, fig in enumerate(surfaces(df, axes, methods)):
+    if not solved.empty:
+        charts.add("pareto", pareto(solved, colors))
+        if solved["served"].dropna().nunique() > 1:
+            charts.add("pareto_served", pareto(solved, colors, x="cost_usd", y="served",
+                                               sense_y="max"))
+        for k, fig in enumerate(surfaces(solved, axes, methods)):
             charts.add(f"surface-{k}", fig)
             surface_ids.append(f"surface-{k}")
-        charts.add("parcoords", parcoords(df, axes, methods))
-        ok = df.dropna(subset=["objective"])
+        charts.add("parcoords", parcoords(solved, axes, methods))
+        ok = solved.dropna(subset=["objective"])
         sense_max = (ok["objective_name"] == "served").any()
         for point, g in ok.groupby("point", sort=False):
             best = g.loc[g["objective"].idxmax() if sense_max else g["objective"].idxmin()]
             best_rows.append([str(point), str(best["method"]), f"{best['objective']:.6g}",
                               f"{best['makespan_s']:.6g}", f"{best['cost_usd']:.6g}",
                               str(int(best["served"]))])
-        for _, r in df[df["makespan_s"].isna()].iterrows():
+    if not df.empty:
+        for _, r in df[~df["status"].isin(SOLVED)].iterrows():
             failures.append(f"{r['point']} / {r['method']}: {r['status']}: {r['termination']}")
     text = render_page(
         "sweep.html", charts, name=sw.name, axes=[{"path": a.path, "values": a.values}

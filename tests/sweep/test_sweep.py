@@ -453,3 +453,22 @@ def test_a_solve_stopped_by_ctrl_c_stops_the_sweep_and_stores_no_row(tmp_path: P
     with pytest.raises(KeyboardInterrupt):
         run_sweep(path, report=False)
     assert len(ResultStore(tmp_path / "t.results.csv")) == 0
+
+
+def test_a_plan_that_breaks_the_horizon_is_not_ranked(tmp_path: Path) -> None:
+    """A plan over the horizon is ``infeasible``: its row claims no objective, and the report
+    lists it with the failures, not as a point's best method or on the Pareto front."""
+    path = _sweep(tmp_path, grid={"horizon_s": [0.001, 1000.0]}, methods=("greedy",))
+    run = run_sweep(path)
+    rows = {r["overrides"]["horizon_s"]: r for r in run.table}
+    tight, loose = rows[0.001], rows[1000.0]
+    assert tight["status"] == "infeasible" and tight["objective"] is None
+    assert tight["makespan_s"] > 0.001  # its figures are still stored
+    assert loose["status"] == "feasible" and loose["objective"] == pytest.approx(loose["makespan_s"])
+    html = run.report.read_text()
+    best = html.split("Best per scenario point", 1)[1].split("</table>", 1)[0]
+    assert "horizon_s=1000.0" in best and "horizon_s=0.001" not in best
+    failures = html.split("Points without a solution", 1)[1].split("</ul>", 1)[0]
+    assert "horizon_s=0.001 / greedy: infeasible" in failures
+    front = html.split('id="fig-pareto-data"', 1)[1].split("</script>", 1)[0]
+    assert "horizon_s=1000.0" in front and "horizon_s=0.001" not in front
