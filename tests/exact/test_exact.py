@@ -443,6 +443,19 @@ def test_served_optimal_proves_the_makespan_tie_break(method, horizon):
     assert run(inst, method, time_limit=5).status == "optimal"
 
 
+def test_served_without_a_horizon_keeps_its_history_in_requests(method):
+    """Found by review: without a horizon every request is served and the model minimises T;
+    the solver's makespans went into the history, which the report plots as requests served
+    (400, then 6.5, then 400). They are kept apart as the tie-break's history."""
+    reqs = [{"prompt_tokens": 300 + 50 * k, "output_tokens": 5 + k} for k in range(6)]
+    inst = instance([{"name": "a"}, {"name": "b"}], reqs, objective="served")
+    res = run(inst, method, time_limit=5)
+    assert res.history and all(v in (None, 6.0) for _, inc, b in res.history for v in (inc, b))
+    if method != "aggregated":
+        tie = res.info["tie_break_history"]
+        assert tie and all(inc is None or inc < 6.0 for _, inc, _ in tie)  # seconds, not counts
+
+
 @pytest.mark.parametrize("mode", ["lp", "milp"])
 def test_aggregated_classes_split_by_kv_fit(mode):
     # one coarse bucket holds both requests, but only A (800 + 100 tokens) fits d0's 1000-token

@@ -165,19 +165,24 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
             xs.append(m.NewIntVar(0, t_hi, "T"))
         else:
             xs.append(m.NewIntVar(int(math.ceil(v.lb - 1e-9)), int(math.floor(v.ub + 1e-9)), v.name))
+    # rows straight into the proto, a row's variables and coefficients in one call each (a
+    # linear expression per row took 7.9 s for the 875 k nonzeros of the Mooncake scenario)
+    proto = m.Proto()
+    assert not xs or xs[-1].Index() == len(xs) - 1  # a variable's proto index is its position
     for r, ic in int_rows:
-        expr = sum(int(c) * xs[i] for i, c in zip(r.idx.tolist(), ic.tolist(), strict=True))
         lo = -math.inf if math.isinf(r.lo) else r.lo
         hi = math.inf if math.isinf(r.hi) else r.hi
         if r.kind == "load" and not (math.isinf(lo) and hi == 0) and not (lo == 0 and math.isinf(hi)):
             raise ValueError("cpsat: a load row must compare with 0")
         if lo == hi:
-            m.Add(expr == int(round(lo)))
+            dom = [int(round(lo))] * 2
         else:
-            if not math.isinf(hi):
-                m.Add(expr <= int(math.floor(hi + 1e-9)))
-            if not math.isinf(lo):
-                m.Add(expr >= int(math.ceil(lo - 1e-9)))
+            dom = [cp_model.INT_MIN if math.isinf(lo) else int(math.ceil(lo - 1e-9)),
+                   cp_model.INT_MAX if math.isinf(hi) else int(math.floor(hi + 1e-9))]
+        lin = proto.constraints.add().linear
+        lin.vars.extend(r.idx.tolist())
+        lin.coeffs.extend(ic.tolist())
+        lin.domain.extend(dom)
     # objective
     qc, c_exact, big = 1.0, True, 0
     if obj.kind == "makespan":

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,78 @@ def cbc_threads(n_integer: int, num_workers: int) -> int:
     return CBC_THREADS if n_integer < CBC_PARALLEL_MIN_INTS else max(1, num_workers)
 
 
+# CBC checks its clock in the branch and bound, not in its root LP: on the Mooncake scenario
+# (130 k variables) `-sec 1` ran over 9 minutes. Past its limit plus this grace (seconds, and
+# this share of the limit) it is interrupted (SIGINT: CBC stops and writes what it has), and
+# killed CBC_KILL_S later.
+PULP_CHECK_ROWS = 2000  # rows between checks of the translation's pace against the limit
+CBC_GRACE_S = 1.0
+CBC_GRACE_SHARE = 0.05
+CBC_KILL_S = 2.0
+
+
+def _children_with(tag: str) -> list[int]:
+    """This process's children whose command line holds ``tag`` (Linux /proc; none elsewhere)."""
+    me, out = os.getpid(), []
+    with contextlib.suppress(OSError):
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                if ppid != me:
+                    continue
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if tag.encode() in f.read():
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+@contextlib.contextmanager
+def overrun_guard(tag: str, deadline: float) -> Iterator[dict[str, float]]:
+    """While inside, a watcher interrupts (SIGINT), then kills, the children whose command line
+    holds ``tag`` once ``time.monotonic()`` passes ``deadline``. Yields a dict that records
+    ``stopped_at`` (seconds past the deadline) when it had to."""
+    done = threading.Event()
+    note: dict[str, float] = {}
+
+    def watch() -> None:
+        if done.wait(max(0.0, deadline - time.monotonic())):
+            return
+        pids = _children_with(tag)
+        if not pids:
+            return
+        note["stopped_at"] = time.monotonic() - deadline
+        for sig, wait in ((signal.SIGINT, CBC_KILL_S), (signal.SIGKILL, 0.0)):
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            if done.wait(wait):
+                return
+            pids = _children_with(tag)
+            if not pids:
+                return
+            note["killed"] = 1.0
+
+    t = threading.Thread(target=watch, name="cbc-overrun-guard", daemon=True)
+    t.start()
+    try:
+        yield note
+    finally:
+        done.set()
+        t.join()
+
+
+def _remove(folder: str) -> None:
+    with contextlib.suppress(OSError):
+        for p in Path(folder).iterdir():
+            p.unlink()
+        os.rmdir(folder)
+
+
 def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                solver: str, time_limit: float, num_workers: int, seed: int, rel_gap: float,
                ) -> SolveOutcome:
@@ -52,7 +129,15 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
           for v in buf.vars]
     terms, _ = float_objective(obj, T)
     prob.setObjective(pulp.LpAffineExpression([(xs[i], c) for i, c in terms]))
+    n_rows = len(buf.rows)
     for k, row in enumerate(buf.rows):
+        if k and k % PULP_CHECK_ROWS == 0 and clock() / k * n_rows > time_limit:
+            # PuLP builds its model in Python (minutes for the Mooncake scenario's 324 k rows):
+            # when the rows so far say the translation alone would pass the limit, stop here
+            return SolveOutcome("no_solution", None, None, None,
+                                f"{solver}: PuLP would need about {clock() / k * n_rows:.3g} s "
+                                f"to translate the model's {n_rows} rows (the time limit is "
+                                f"{time_limit:.3g} s); not solved")
         e = pulp.LpAffineExpression(list(zip([xs[i] for i in row.idx], row.coef.tolist(),
                                              strict=True)))
         if row.lo == row.hi:
@@ -80,12 +165,22 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     else:
         s = pulp.getSolver(solver, msg=False, timeLimit=budget, gapRel=rel_gap,
                            warmStart=bool(hint), threads=num_workers)
+    s.tmpDir = tmp  # its files, and so its command line, name our folder: the guard's tag
     t0 = clock()
-    try:
-        code = prob.solve(s)
-    except pulp.PulpSolverError as exc:
-        return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+    grace = CBC_GRACE_S + CBC_GRACE_SHARE * budget
+    with overrun_guard(tmp, time.monotonic() + budget + grace) as overrun:
+        try:
+            code = prob.solve(s)
+        except pulp.PulpSolverError as exc:
+            _remove(tmp)
+            if overrun:
+                return SolveOutcome("no_solution", None, None, None,
+                                    f"{solver}: did not stop at its {budget:.3g} s time limit; "
+                                    f"stopped {grace:.3g} s after it, no plan read")
+            return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
     solve_s = clock() - t0
+    if overrun:
+        info["overrun_stopped"] = True
     status = pulp.LpStatus.get(code, str(code))
     sol_status = pulp.LpSolution.get(prob.sol_status, str(prob.sol_status))
     info.update(translate_s=translate_s, solve_s=solve_s, pulp_status=status,
@@ -116,12 +211,7 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         else:
             st = "no_solution"
         termination = f"{solver}: {status}" + (" (time limit reached)" if timed_out else "")
-    try:
-        for p in Path(tmp).iterdir():
-            p.unlink()
-        os.rmdir(tmp)
-    except OSError:
-        pass
+    _remove(tmp)
     info["served_t_bound"] = served_t_bound(obj, bound_f)
     return SolveOutcome(st, value, to_problem_units(obj, f, False),
                         to_problem_units(obj, bound_f, True), termination, history, info)
