@@ -99,24 +99,28 @@ def summarize_replay(rep: Any) -> dict[str, Any]:
     ``memory_timelines`` {name: (t, bytes)}, ``makespan_s``, ``preemptions``, ``goodput``).
     Extend here as the replay grows."""
     out: dict[str, Any] = {"cdf": {}, "stats": {}, "memory": {}}
+    raw: dict[str, np.ndarray] = {}
     reqs = _get(rep, "requests")
     if isinstance(reqs, dict):
         done = np.asarray(reqs.get("status", [])) == "done" if "status" in reqs else None
         for key, name in (("ttft_s", "ttft_s"), ("tpot_s", "tpot_s"), ("e2e_s", "latency_s")):
             if key in reqs:
                 v = np.asarray(reqs[key], np.float64)
-                out["cdf"][name] = cdf(v[done] if done is not None else v)
-        out["cdf"] = {k: v for k, v in out["cdf"].items() if v}
+                raw[name] = v[done] if done is not None else v
     else:
         for key in PER_REQUEST:
             v = _get(rep, key)
-            c = cdf(v) if v is not None else None
-            if c:
-                out["cdf"][key] = c
-    for key, c in out["cdf"].items():
-        x = np.asarray(c["x"])
-        for name, q in (("p50", 0.5), ("p99", 0.99)):
-            out["stats"][f"{key}_{name}"] = float(np.quantile(x, q))
+            if v is not None:
+                raw[key] = np.asarray(v, np.float64)
+    for key, v in raw.items():
+        c = cdf(v)
+        if not c:
+            continue
+        out["cdf"][key] = c
+        # from the data, as `planner simulate` does: the CDF is downsampled for the chart
+        x = v[np.isfinite(v)]
+        for name, q in (("p50", 50), ("p99", 99)):
+            out["stats"][f"{key}_{name}"] = float(np.percentile(x, q))
     summary = rep.summary() if hasattr(rep, "summary") else {}
     for key in ("makespan_s", "preemptions", "goodput", "goodput_fraction", "completed"):
         v = summary.get(key, _get(rep, key))

@@ -66,7 +66,7 @@ in {{ data.total_wall_s | num }} s. Numbers: <code>{{ files.csv }}</code>, <code
 <td class="name">{{ r.bottleneck or "-" }}</td></tr>
 {% endfor %}
 </table>
-<p class="meta">★ best in its column. Gap to best bound: (value - best proven bound) / value, best
+<p class="meta">★ best in its column. Gap to best bound: {% if sc.objective == "served" %}(best proven bound - value){% else %}(value - best proven bound){% endif %} / value, best
 bound {{ data.best_bound | num }}{% if data.best_bound is none %} (no exact method proved one){% endif %}.
 Peak link utilisation and KV memory-time use are shares of the plan's period
 ({{ "horizon" if sc.horizon_s else "makespan" }}).</p>

@@ -464,3 +464,21 @@ def test_method_time_limit_option_overrides_time_limit(tmp_path: Path,
         assert capsys.readouterr().err.strip().splitlines() == [
             f"--option: greedy.time_limit: must be a positive number of seconds ('{bad}')"]
     assert not (tmp_path / "s.html").exists()
+
+
+def test_replay_percentiles_are_the_replays_own():
+    """The report's p50/p99 equal `planner simulate`'s (from every completed request), not
+    quantiles of the 200-point CDF drawn in the chart (found by review: 45.568 against 45.598 s)."""
+    from planner import build_instance, load_scenario, solve
+    from planner.report.replay import CDF_POINTS, summarize_replay
+    from planner.simulate import simulate
+
+    rng = np.random.default_rng(3)
+    reqs = [{"arrival_s": 0.01 * k, "prompt_tokens": int(rng.integers(50, 3000)),
+             "output_tokens": int(rng.integers(1, 200))} for k in range(3 * CDF_POINTS)]
+    inst = build_instance(load_scenario(make_scenario([{"name": "a"}, {"name": "b"}], reqs)))
+    rep = simulate(inst, solve(inst, method="greedy"))
+    stats = summarize_replay(rep)["stats"]
+    for key, own in (("ttft_s", "ttft_s"), ("tpot_s", "tpot_s"), ("latency_s", "e2e_s")):
+        lat = rep.latency(own)
+        assert stats[f"{key}_p50"] == lat["p50"] and stats[f"{key}_p99"] == lat["p99"], key

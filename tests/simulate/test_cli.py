@@ -17,7 +17,11 @@ def test_planner_simulate_cli(tmp_path, capsys):
     assert d["completed"] == 400 and d["makespan_s"] >= d["fluid_makespan_s"]
     assert d["config"]["queue"] == "sjf"
     assert main(["simulate", sc, str(plan)]) == 0
-    assert "makespan" in capsys.readouterr().out
+    assert "(fluid bound " in capsys.readouterr().out
+    # with linear decode steps the fluid makespan is no bound on the replay's (engine docstring)
+    assert main(["simulate", sc, str(plan), "--set", "decode_step=linear"]) == 0
+    out = capsys.readouterr().out
+    assert "not a bound here" in out and "(fluid bound " not in out
     assert main(["simulate", sc, str(plan), "--set", "preemption=never"]) == 2
     assert "simulate.preemption" in capsys.readouterr().err
     assert main(["simulate", sc, str(tmp_path / "missing.json")]) == 2
