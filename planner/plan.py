@@ -106,14 +106,16 @@ def _fmt(x: float | None) -> str:
 
 
 def relative_gap(objective: float | None, bound: float | None, sense: str = "min") -> float | None:
-    """``|objective - bound| / |objective|``; 0 when they meet, None when unknown, infinite
-    when the objective is 0 and the bound is not (a plan serving nothing against a bound of
-    194 served: no relative figure exists; JSON writes null, the CLI ``inf``)."""
+    """``|objective - bound| / |objective|``; 0 when they meet (to 1e-9 of the objective: float
+    noise), None when unknown, infinite when the objective is 0 and the bound is not (a plan
+    serving nothing against a bound of 194 served: no relative figure exists; JSON writes null,
+    the CLI ``inf``). The tolerance is relative only: an absolute 1e-9 made a plan of 3e-10 $
+    "optimal" against a bound of 1e-10 $."""
     if objective is None or bound is None or not math.isfinite(objective) or not math.isfinite(bound):
         return None
     diff = objective - bound if sense == "min" else bound - objective
     diff = max(diff, 0.0)
-    if diff <= 1e-9 * max(1.0, abs(objective)):
+    if diff <= 1e-9 * abs(objective):
         return 0.0
     if objective == 0.0:
         return math.inf

@@ -76,6 +76,9 @@ def test_relative_gap():
     # a plan serving nothing against a bound of 194: not 1.94e14 (the old max(|obj|, 1e-12))
     assert relative_gap(0.0, 194.0, sense="max") == math.inf
     assert relative_gap(0.0, 0.0, sense="max") == 0.0
+    # relative only (found by review: 3e-10 $ against a bound of 1e-10 $ read as gap 0)
+    assert relative_gap(3e-10, 1e-10) == pytest.approx(2 / 3)
+    assert relative_gap(1.0 + 1e-12, 1.0) == 0.0  # float noise
 
 
 def test_result_rejects_unknown_status():

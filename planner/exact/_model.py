@@ -174,6 +174,12 @@ class Objective:
     scale: float = 1.0
 
 
+# the cost objective's unit is never below this share of its largest coefficient (coefficients
+# of at most 1e6 in the solver's units; at 1e9 CBC's pre-processing called a feasible model
+# infeasible)
+COST_UNIT_MIN_SHARE = 1e-6
+
+
 class PlacementModel:
     """Variables, constraints and objective of one instance over ``items``."""
 
@@ -333,8 +339,18 @@ class PlacementModel:
     def objective(self) -> Objective:
         v = self.vars
         if self.objective_name == "cost":
+            # the solver's units: the cheapest positive rent of a prefill cluster (what a plan
+            # that pays any rent pays at least), so that the optimum is of order 1 there.
+            # Units of the largest coefficient put an optimum of one cheap rent beside dear
+            # egress at 3e-8, under HiGHS's tolerances: it reported "optimal" for a plan five
+            # times the optimum, with that as its bound.
             top = max((abs(c) for _, c in self.cost_terms), default=0.0)
-            return Objective("cost", cost_terms=self.cost_terms, scale=1.0 / top if top > 0 else 1.0)
+            inst = self.inst
+            rent = inst.replicas * inst.cost_per_hour * float(inst.horizon_s or 0.0) / 3600.0
+            paid = rent[inst.can_prefill & (rent > 0)]
+            floor = float(paid.min()) if paid.size else top
+            unit = max(floor, top * COST_UNIT_MIN_SHARE) if top > 0 else 1.0
+            return Objective("cost", cost_terms=self.cost_terms, scale=1.0 / unit if unit > 0 else 1.0)
         if self.refusal:
             return Objective("served", s_terms=list(v.s), eps=0.5 / float(self.inst.horizon_s))
         return Objective("makespan", served_const=int(self.items.count.sum()))

@@ -91,3 +91,14 @@ def test_an_infeasibility_proven_in_presolve_is_infeasible():
     # CBC 2.10 prints no "Result" line when its presolve proves the model infeasible (a horizon
     # no plan meets); the run used to be reported as a time-out without a solution
     assert cbc_bound(parse_cbc_log(PRESOLVE_INFEASIBLE), None, 1e-4) == ("infeasible", None)
+
+
+def test_pre_processing_saying_infeasible_is_not_a_proof():
+    """CBC's pre-processing called a feasible model infeasible (a horizon at the fastest
+    makespan): that line is no proof of infeasibility."""
+    log = ("Continuous objective value is 7.73794e+07 - 0.00 seconds\n"
+           "Cgl0000I Cut generators found to be infeasible! (or unbounded)\n"
+           "Pre-processing says infeasible or unbounded\n")
+    cbc = parse_cbc_log(log)
+    assert "not trusted" in cbc["result"]
+    assert cbc_bound(cbc, None, 1e-4) == ("error", None)

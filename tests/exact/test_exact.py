@@ -495,3 +495,64 @@ def test_aggregated_milp_mode_runs_its_solver(solver):
     res = run(inst, "aggregated", bucket_ratio=8.0, mode="milp", solver=solver)
     assert res.info["milp_status"] == "optimal"
     assert res.objective == pytest.approx(3.4, rel=1e-9)
+
+
+# three cases found by fuzzing every method against the brute force (review of the solvers)
+
+def test_cost_with_cheap_rents_beside_dear_egress(method):
+    """Rents of 1e-6 $/h beside egress at 50 $/GB: in units of the largest coefficient the
+    optimum (one cheap rent, nothing crossing) was 3e-8, under HiGHS's tolerances; it said
+    "optimal" for a plan five times the optimum, with that as its bound, and CBC returned the
+    same plan. The cost objective is now in units of the cheapest rent."""
+    clusters = [{"name": "cheap", "dc": "a", "cost_per_hour": 1e-6},
+                {"name": "dear", "dc": "a", "cost_per_hour": 3e-6},
+                {"name": "far", "dc": "b", "cost_per_hour": 1e-6}]
+    links = [{"between": ["a", "b"], "bandwidth_gbps": 10.0, "cost_per_gb": 50.0}]
+    inst = instance(clusters, [{"prompt_tokens": 2000, "output_tokens": 10}] * 3, links,
+                    objective="cost", horizon_s=10.0)
+    opt, _ = brute_force(inst)
+    res = run(inst, method, time_limit=10)
+    assert res.bound <= opt * (1 + 1e-9), (res.bound, opt)
+    assert res.status == "optimal" and res.objective == pytest.approx(opt, rel=1e-9)
+
+
+def test_highs_is_not_misled_by_the_warm_start(method):
+    """HiGHS given greedy's plan as a hint, with T capped just above its makespan, said
+    "optimal" at 0.5778 with that as its bound; the optimum is 0.5222. HiGHS gets no hint."""
+    clusters = [{"name": "c0", "dc": "dc0", "role": "mixed", "replicas": 3, "kv_capacity_gb": 0.003,
+                 "decode_step_base_s": 0.01, "decode_step_per_seq_s": 0.001},
+                {"name": "c1", "dc": "dc1", "role": "prefill", "prefill_tokens_per_s": 3000.0,
+                 "replicas": 3, "kv_capacity_gb": 0.003},
+                {"name": "c2", "dc": "dc1", "role": "decode", "prefill_tokens_per_s": 500.0,
+                 "replicas": 3, "kv_capacity_gb": 0.003}]
+    reqs = [{"prompt_tokens": 2000, "output_tokens": 5, "prefix": "B"},
+            {"prompt_tokens": 1200, "output_tokens": 0, "prefix": "A"},
+            {"prompt_tokens": 0, "output_tokens": 5, "prefix": "B"},
+            {"prompt_tokens": 700, "output_tokens": 0, "prefix": "B"},
+            {"prompt_tokens": 2000, "output_tokens": 5, "prefix": "B"}]
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.01, "latency_ms": 10.0}]
+    inst = instance(clusters, reqs, links, prefix_caching=True)
+    opt, _ = brute_force(inst)
+    res = run(inst, method, time_limit=10)
+    assert res.bound <= opt * (1 + 1e-9), (res.bound, opt)
+    assert res.status == "optimal" and res.objective == pytest.approx(opt, rel=1e-9)
+
+
+def test_a_horizon_at_the_fastest_makespan_is_not_called_infeasible(method):
+    """`cost` with the horizon exactly the fastest makespan: CBC's pre-processing said
+    "infeasible or unbounded" and `milp` reported a time-out after 0 s; SCIP and CP-SAT prove
+    the optimum. CBC now solves again without pre-processing."""
+    clusters = [{"name": "c0", "dc": "dc0", "prefill_tokens_per_s": 3000.0,
+                 "decode_tokens_per_s": 333.0, "replicas": 2, "cost_per_hour": 0.0,
+                 "kv_capacity_gb": 0.003},
+                {"name": "c1", "dc": "dc1", "prefill_tokens_per_s": 500.0, "replicas": 2,
+                 "cost_per_hour": 7e-06, "kv_capacity_gb": 0.003}]
+    reqs = [{"prompt_tokens": 2000}, {"prompt_tokens": 1200, "output_tokens": 60},
+            {"prompt_tokens": 1200}, {"prompt_tokens": 2000, "output_tokens": 5},
+            {"prompt_tokens": 0}]
+    links = [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.01, "latency_ms": 1.0}]
+    fastest, _ = brute_force(instance(clusters, reqs, links))
+    inst = instance(clusters, reqs, links, objective="cost", horizon_s=fastest)
+    opt, _ = brute_force(inst)
+    res = run(inst, method, time_limit=10)
+    assert res.status == "optimal" and res.objective == pytest.approx(opt, rel=1e-9)

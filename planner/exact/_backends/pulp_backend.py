@@ -49,6 +49,7 @@ def cbc_threads(n_integer: int, num_workers: int) -> int:
 # (130 k variables) `-sec 1` ran over 9 minutes. Past its limit plus this grace (seconds, and
 # this share of the limit) it is interrupted (SIGINT: CBC stops and writes what it has), and
 # killed CBC_KILL_S later.
+PREPROCESS_INFEASIBLE = "Pre-processing says infeasible"  # CBC's log line (not a proof)
 PULP_CHECK_ROWS = 2000  # rows between checks of the translation's pace against the limit
 CBC_GRACE_S = 1.0
 CBC_GRACE_SHARE = 0.05
@@ -178,6 +179,24 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
                                     f"{solver}: did not stop at its {budget:.3g} s time limit; "
                                     f"stopped {grace:.3g} s after it, no plan read")
             return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+    if (name in ("CBC", "PULP_CBC_CMD") and log_path.exists() and not overrun
+            and PREPROCESS_INFEASIBLE in log_path.read_text(errors="replace")):
+        # CBC's pre-processing called a feasible model infeasible (found by review: a horizon
+        # exactly at the fastest makespan; SCIP and CP-SAT prove the optimum): solve it again
+        # without pre-processing in the time left; its word alone is not a proof
+        left = budget - (clock() - t0)
+        info["cbc_preprocess"] = "said infeasible; solved again without it"
+        if left > 0.5:
+            s = pulp.PULP_CBC_CMD(msg=False, timeLimit=left, threads=threads, gapRel=rel_gap,
+                                  warmStart=bool(hint), logPath=str(log_path),
+                                  options=[f"randomCbcSeed {max(1, seed)}", "preprocess off"])
+            s.tmpDir = tmp
+            with overrun_guard(tmp, time.monotonic() + left + grace) as overrun:
+                try:
+                    code = prob.solve(s)
+                except pulp.PulpSolverError as exc:
+                    _remove(tmp)
+                    return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
     solve_s = clock() - t0
     if overrun:
         info["overrun_stopped"] = True

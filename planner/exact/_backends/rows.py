@@ -157,6 +157,8 @@ def cbc_bound(cbc: dict[str, Any], f: float | None, rel_gap: float) -> tuple[str
     less the cutoff margin."""
     res = cbc["result"].lower()
     nodes = [b for _, _, b in cbc["history"] if b is not None and abs(b) < 1e49]
+    if "not trusted" in res:  # CBC's pre-processing, seen calling a feasible model infeasible
+        return "error", None
     if "infeasible" in res:
         return "infeasible", None
     if f is None:
@@ -207,6 +209,8 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
             out["result"] = line[len("Result - "):].strip()
         elif line.startswith("Problem is infeasible"):  # presolve's proof: no "Result" line
             out["result"] = "Infeasible (presolve)"
+        elif line.startswith("Pre-processing says infeasible"):  # not a proof: seen wrong
+            out["result"] = "pre-processing says infeasible or unbounded (not trusted)"
         elif line.startswith("Objective value:"):
             out["objective"] = float(line.split(":")[1])
         elif line.startswith("Lower bound:"):
