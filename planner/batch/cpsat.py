@@ -96,7 +96,10 @@ def relaxed_bound(job: ReplicaJobs, objective: str, K: int, u: int, time_limit: 
     mapped jobs share unit k, both real jobs run just before the end of unit k, where each
     holds at least ``P + a u + 1`` tokens (``a`` its offset in units) and counts in the batch:
     so the mapped schedule fits the relaxed cumulatives, and the relaxation's bound (its best
-    objective bound, solved or not) times the unit bounds every real schedule."""
+    objective bound, solved or not) times the unit bounds every real schedule. The token count
+    assumes decode steps on the grid of ``step_s`` from time 0: a job starting mid-step can hold
+    one token fewer at the end of unit k than ``P + a u + 1`` (noted by review; the replay
+    checks in tests/batch/test_batch.py have not met such a case)."""
     from ortools.sat.python import cp_model
 
     unit_s = u * job.step_s
