@@ -288,9 +288,12 @@ class PlacementModel:
                 if terms:
                     self.load_rows.append((kind, key, len(getattr(be, "rows", ()))))
                     be.add_row(terms + [(v.T, -1.0)], -np.inf, 0.0, "load")
+        # the symmetry rows' positions, so that the LP relaxation can leave them out
+        self.symmetry_rows: list[int] = []
         for grp in self.groups:
             for c0, c1 in zip(grp[:-1], grp[1:], strict=True):
                 terms = list(compute[c0]) + [(x, -k) for x, k in compute[c1]]
+                self.symmetry_rows.append(len(getattr(be, "rows", ())))
                 be.add_row(terms, 0.0, np.inf, "load")
         if self.objective_name == "cost":
             period_h = float(inst.horizon_s) / 3600.0
