@@ -164,11 +164,14 @@ def solve_mathopt(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float]
     budget = max(0.2, time_limit - clock())  # the limit counts the translation above
     params = mathopt.SolveParameters(time_limit=datetime.timedelta(seconds=budget),
                                      relative_gap_tolerance=rel_gap, random_seed=int(seed))
-    # no hint: HiGHS given the warm start as a solution hint, with T capped just above that
-    # start's makespan, reported "optimal" for a plan 10 % above the optimum, with that as its
-    # dual bound (3 of 1,100 fuzzed tiny instances; right without the hint or without the cap).
-    # The warm start is still the fallback plan (planner.exact._run).
+    # HiGHS given the warm start as a solution hint, with T capped just above that start's
+    # makespan, reported "optimal" for a plan 10 % above the optimum, with that as its dual
+    # bound (3 of 1,100 fuzzed tiny instances; right without the hint or without the cap):
+    # milp_ortools lifts that cap (planner.exact.milp) when it gives HiGHS a hint
     model_params = None
+    if hint:
+        model_params = mathopt.ModelSolveParameters(solution_hints=[mathopt.SolutionHint(
+            variable_values={xs[i]: float(val) for i, val in hint.items()})])
     translate_s = clock()
     try:
         res = mathopt.solve(m, mathopt.SolverType.HIGHS, params=params, model_params=model_params)
