@@ -188,6 +188,7 @@ class PlacementModel:
         self.inst = inst
         self.items = items
         self.symmetry = symmetry
+        self.cost_unit: float | None = None  # see objective()
         c = inst.n_clusters
         self.P = [int(x) for x in np.flatnonzero(inst.can_prefill)]
         self.D = [int(x) for x in np.flatnonzero(inst.can_decode)]
@@ -342,17 +343,19 @@ class PlacementModel:
     def objective(self) -> Objective:
         v = self.vars
         if self.objective_name == "cost":
-            # the solver's units: the cheapest positive rent of a prefill cluster (what a plan
-            # that pays any rent pays at least), so that the optimum is of order 1 there.
-            # Units of the largest coefficient put an optimum of one cheap rent beside dear
-            # egress at 3e-8, under HiGHS's tolerances: it reported "optimal" for a plan five
-            # times the optimum, with that as its bound.
-            top = max((abs(c) for _, c in self.cost_terms), default=0.0)
-            inst = self.inst
-            rent = inst.replicas * inst.cost_per_hour * float(inst.horizon_s or 0.0) / 3600.0
-            paid = rent[inst.can_prefill & (rent > 0)]
-            floor = float(paid.min()) if paid.size else top
-            unit = max(floor, top * COST_UNIT_MIN_SHARE) if top > 0 else 1.0
+            # the solver's units: the smallest positive coefficient, so that every coefficient
+            # is between 1 and 1e6 where they can be (COST_UNIT_MIN_SHARE). Units of the largest
+            # put an optimum of one cheap rent beside dear egress at 3e-8, under HiGHS's
+            # tolerances: it reported "optimal" for a plan five times the optimum, with that as
+            # its bound (and in units of the cheapest prefill rent, twice the optimum when a
+            # free prefill cluster left only tiny costs to pay).
+            # A caller that knows a positive lower bound of the optimum (``cost_unit``) gives
+            # it: the optimum is then of order 1, which CBC's printed figures need too.
+            mags = [abs(c) for _, c in self.cost_terms if c != 0]
+            top = max(mags, default=0.0)
+            known = self.cost_unit is not None and 0 < self.cost_unit < np.inf
+            base = self.cost_unit if known else min(mags, default=1.0)
+            unit = max(base, top * COST_UNIT_MIN_SHARE) if top > 0 else 1.0
             return Objective("cost", cost_terms=self.cost_terms, scale=1.0 / unit if unit > 0 else 1.0)
         if self.refusal:
             return Objective("served", s_terms=list(v.s), eps=0.5 / float(self.inst.horizon_s))

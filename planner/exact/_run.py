@@ -183,7 +183,8 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
         buf = RowBuffer()
         v = model.build(buf, float("inf"))
     else:
-        # the same rows without the symmetry rows and with T free, as if built for the LP:
+        # the same rows without the symmetry rows and with T's cap only the horizon, as if
+        # built for the LP:
         # with them GLOP's vertex differs and its rounded plan, the local search's start, was
         # worse (1,000 requests: the start 73.129 instead of 73.116, and every backend ended
         # there). The symmetry rows follow the load rows, whose positions (the duals') stay.
@@ -191,7 +192,8 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
         skip = set(model.symmetry_rows)
         buf = RowBuffer()
         buf.vars = list(full.vars)
-        buf.vars[v.T] = dataclasses.replace(full.vars[v.T], ub=math.inf)
+        buf.vars[v.T] = dataclasses.replace(
+            full.vars[v.T], ub=math.inf if inst.horizon_s is None else float(inst.horizon_s))
         buf.rows = [r for k, r in enumerate(full.rows) if k not in skip]
         assert not skip or min(skip) > max((row for _, _, row in model.load_rows), default=-1)
     obj = model.objective()
@@ -273,6 +275,8 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     rel_gap = float(opts.get("rel_gap", COMMON["rel_gap"]))
     # the exact model, built once: the LP relaxation below solves it too
     model = PlacementModel(inst, items, symmetry=bool(opts.get("symmetry", True)))
+    if inst.objective == "cost":  # the solver's unit of money: a lower bound of the optimum
+        model.cost_unit = float(db["bound"] or 0.0)
     t_ub = trivial_t_ub(model)
     if warm is not None and inst.objective == "makespan":
         t_ub = min(t_ub, evaluate_arrays(inst, warm).makespan_s * (1 + 1e-6) + 1e-9)

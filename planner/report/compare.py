@@ -222,7 +222,7 @@ def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
     if res.plan is not None:
         out.metrics = jsonable(evaluate_arrays(inst, res.plan).to_dict())
         if res.objective_name is not None:  # the scenario's objective, not the batch problem's
-            out.objective = out.metrics["objective"]
+            out.objective = out.metrics["objective"] if status in SOLVED else None
     return out
 
 
@@ -419,7 +419,7 @@ def contradicted_bounds(data: dict[str, Any]) -> list[dict[str, Any]]:
         if b is None or not math.isfinite(b):
             continue
         for name, obj in plans:
-            tol = 1e-9 * max(1.0, abs(obj))
+            tol = 1e-9 * abs(obj)  # relative only, as relative_gap
             if (b > obj + tol) if sense == "min" else (b < obj - tol):
                 out.append({"method": m["method"], "bound": b, "plan_of": name, "objective": obj})
                 m["bound_contradicted_by"] = name
@@ -492,7 +492,7 @@ def best_in_columns(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
         if not sense or not vals:
             continue
         target = (min if sense == "min" else max)(v for _, v in vals)
-        tol = 1e-9 * max(1.0, abs(target))
+        tol = 1e-9 * abs(target)  # relative only, as relative_gap
         out[key] = {m for m, v in vals if abs(v - target) <= tol}
     return out
 

@@ -556,3 +556,50 @@ def test_a_horizon_at_the_fastest_makespan_is_not_called_infeasible(method):
     opt, _ = brute_force(inst)
     res = run(inst, method, time_limit=10)
     assert res.status == "optimal" and res.objective == pytest.approx(opt, rel=1e-9)
+
+
+def test_a_free_prefill_cluster_leaves_only_tiny_costs(method):
+    """Found by review: with a free prefill cluster the optimum (3e-8 $ of egress and decode
+    rent) was 1.5e-7 in units of the cheapest paid prefill rent, and HiGHS said "optimal" at
+    twice it. The cost unit is now a lower bound of the optimum, else the smallest cost."""
+    clusters = [{"name": "p0", "dc": "a", "cost_per_hour": 0.0, "prefill_tokens_per_s": 500.0},
+                {"name": "m", "dc": "a", "cost_per_hour": 100.0},
+                {"name": "d1", "dc": "b", "role": "decode", "cost_per_hour": 1e-7,
+                 "decode_tokens_per_s": 50.0, "replicas": 2},
+                {"name": "d2", "dc": "c", "role": "decode", "cost_per_hour": 0.0}]
+    reqs = [{"prompt_tokens": 300, "output_tokens": 60}, {"prompt_tokens": 300, "output_tokens": 5},
+            {"prompt_tokens": 1200, "output_tokens": 5}, {"prompt_tokens": 1200, "output_tokens": 60}]
+    links = [{"between": ["a", "b"], "bandwidth_gbps": 0.001, "cost_per_gb": 1e-4},
+             {"between": ["a", "c"], "bandwidth_gbps": 0.001, "cost_per_gb": 3e-4}]
+    fastest, _ = brute_force(instance(clusters, reqs, links))
+    inst = instance(clusters, reqs, links, objective="cost", horizon_s=3.0 * fastest)
+    opt, _ = brute_force(inst)
+    for warm in ("greedy", "none"):
+        res = run(inst, method, time_limit=10, warm_start=warm)
+        assert res.bound <= opt * (1 + 1e-9), (warm, res.bound, opt)
+        assert res.objective == pytest.approx(opt, rel=1e-9), warm
+
+
+def test_the_lp_bound_of_the_shared_model_keeps_the_horizon():
+    """Found by review: the LP on the shared rows freed T of the horizon too, and under `cost`
+    its value fell (to 0 on this instance). It must equal the LP built on its own."""
+    from planner.exact import _run
+    from planner.exact._backends.rows import RowBuffer
+    from planner.exact._model import PlacementModel, request_items
+
+    clusters = [{"name": "a", "cost_per_hour": 1.0}, {"name": "b", "cost_per_hour": 2.0},
+                {"name": "c", "dc": "dc1", "cost_per_hour": 0.5}]
+    reqs = [{"prompt_tokens": 400 + 300 * k, "output_tokens": 10 * k} for k in range(6)]
+    inst = instance(clusters, reqs, [{"between": ["dc0", "dc1"], "bandwidth_gbps": 0.01}],
+                    objective="cost", horizon_s=3.5)
+    items = request_items(inst)
+    alone: dict = {}
+    _run.lp_domain_bound(inst, items, {"bound": 0.0, "by": "", "parts": {}}, alone, 10.0)
+    model = PlacementModel(inst, items, symmetry=True)
+    buf = RowBuffer()
+    v = model.build(buf, 1e9)
+    shared: dict = {}
+    _run.lp_domain_bound(inst, items, {"bound": 0.0, "by": "", "parts": {}}, shared, 10.0,
+                         built=(model, buf, v))
+    assert alone["lp_value"] > 0
+    assert shared["lp_value"] == pytest.approx(alone["lp_value"], rel=1e-7)

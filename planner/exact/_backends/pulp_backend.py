@@ -187,6 +187,9 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
         left = budget - (clock() - t0)
         info["cbc_preprocess"] = "said infeasible; solved again without it"
         if left > 0.5:
+            if hint:  # the first run's solution file overwrote the start values
+                for i, val in hint.items():
+                    xs[i].setInitialValue(val)
             s = pulp.PULP_CBC_CMD(msg=False, timeLimit=left, threads=threads, gapRel=rel_gap,
                                   warmStart=bool(hint), logPath=str(log_path),
                                   options=[f"randomCbcSeed {max(1, seed)}", "preprocess off"])
