@@ -94,11 +94,13 @@ class Result:
         return ("feasible" if self.status == "optimal" else self.status), None, None
 
     def own_claim(self) -> str:
-        """The batch problem's figures in words (empty for every other method)."""
+        """The termination, followed by a batch method's own figures in words (for tables under
+        the scenario's objective, with :meth:`scenario_claims`)."""
         if self.objective_name is None:
-            return ""
-        return (f"{self.objective_name} {_fmt(self.objective)} s, bound {_fmt(self.bound)} s, "
+            return self.termination
+        mine = (f"{self.objective_name} {_fmt(self.objective)} s, bound {_fmt(self.bound)} s, "
                 f"gap {_fmt(self.gap)}, {self.status}")
+        return "; ".join(t for t in (self.termination, mine) if t)
 
 
 def _fmt(x: float | None) -> str:

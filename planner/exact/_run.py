@@ -4,7 +4,6 @@ better of the solver's and the domain's, gap from both)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -184,17 +183,13 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
         v = model.build(buf, float("inf"))
     else:
         # the same rows without the symmetry rows and with T's cap only the horizon, as if
-        # built for the LP:
-        # with them GLOP's vertex differs and its rounded plan, the local search's start, was
-        # worse (1,000 requests: the start 73.129 instead of 73.116, and every backend ended
-        # there). The symmetry rows follow the load rows, whose positions (the duals') stay.
+        # built for the LP: with them GLOP's vertex differs and its rounded plan, the local
+        # search's start, was worse (1,000 requests: the start 73.129 instead of 73.116, and
+        # every backend ended there). The symmetry rows follow the load rows, whose positions
+        # (the duals') stay.
         model, full, v = built
         skip = set(model.symmetry_rows)
-        buf = RowBuffer()
-        buf.vars = list(full.vars)
-        buf.vars[v.T] = dataclasses.replace(
-            full.vars[v.T], ub=math.inf if inst.horizon_s is None else float(inst.horizon_s))
-        buf.rows = [r for k, r in enumerate(full.rows) if k not in skip]
+        buf = full.view(v.T, inst.horizon_s, skip)
         assert not skip or min(skip) > max((row for _, _, row in model.load_rows), default=-1)
     obj = model.objective()
     # the limit counts the model's build and translation (on the Mooncake scenario 3 s and 2 s)

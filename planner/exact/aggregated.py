@@ -436,12 +436,11 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
     while True:
         used = np.asarray(m.used, bool)
         util = np.maximum(m.load_s, m.memory_load_s) / horizon
-        cands = []
-        for c in np.flatnonzero(used).tolist():
-            without = used.copy()
-            without[c] = False
-            if c not in tried and rent[c] > 0 and may_hold(pc, rows, need, horizon, without)[0]:
-                cands.append(c)
+        open_ = [c for c in np.flatnonzero(used).tolist() if c not in tried and rent[c] > 0]
+        sets = np.repeat(used[None, :], len(open_), axis=0)  # each used set less one cluster
+        sets[np.arange(len(open_)), open_] = False
+        ok = may_hold(pc, rows, need, horizon, sets) if open_ else np.zeros(0, bool)
+        cands = [c for c, k in zip(open_, ok.tolist(), strict=True) if k]
         if not cands or t_end - time.perf_counter() < 1.2 * place_s:
             break
         c = max(cands, key=lambda k: (rent[k], -util[k]))

@@ -68,23 +68,10 @@ def milp_ortools(inst: Instance, **opts: Any) -> Result:
             # "optimal" 10 % above the optimum, with that as its dual bound (fuzzing against
             # brute force; right without either): the hint stays, the cap goes (the horizon,
             # a constraint, stays)
-            buf = _t_cap_lifted(buf, T, inst.horizon_s)
+            buf = buf.view(T, inst.horizon_s)
         return solve_ortools(buf, obj, T, hint, solver=solver, **kw)
 
     res = run_exact(inst, "milp_ortools", fn, opts)
     res.info["solver"] = f"ortools/{solver}" + ("/mathopt" if solver.upper() == "HIGHS" else "")
     return res
 
-
-def _t_cap_lifted(buf: Any, T: int, horizon: float | None) -> Any:
-    """``buf`` with T's upper bound the horizon (or none), not a plan's makespan."""
-    import dataclasses
-    import math
-
-    from planner.exact._backends.rows import RowBuffer
-
-    out = RowBuffer()
-    out.rows = buf.rows
-    out.vars = list(buf.vars)
-    out.vars[T] = dataclasses.replace(buf.vars[T], ub=float(horizon) if horizon else math.inf)
-    return out

@@ -209,7 +209,7 @@ def _outcome(spec: MethodSpec, res: Result, inst: Instance) -> MethodOutcome:
     # the table's bounds and gaps are about the scenario's objective: a batch method's own (its
     # batch problem's) go into its termination, not into the best bound
     status, bound, gap = res.scenario_claims()
-    term = "; ".join(t for t in (res.termination, res.own_claim()) if t)
+    term = res.own_claim()
     out = MethodOutcome(spec.name, spec.kind, status, term, res.objective, bound, gap,
                         float(res.wall_s), options=jsonable(res.options))
     out.history = [list(h) for h in (res.history or [])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -42,6 +43,18 @@ class RowBuffer:
     def new_var(self, lb: float, ub: float, integer: bool, name: str, kind: str = "int") -> int:
         self.vars.append(VarSpec(float(lb), float(ub), integer, name, kind))
         return len(self.vars) - 1
+
+    def view(self, T: int, horizon: float | None, drop_rows: set[int] | None = None
+             ) -> RowBuffer:
+        """The same model (rows shared, not copied) with T's upper bound the horizon or none
+        instead of a plan's makespan, less the rows at ``drop_rows``."""
+        out = RowBuffer()
+        out.vars = list(self.vars)
+        out.vars[T] = dataclasses.replace(self.vars[T],
+                                          ub=math.inf if horizon is None else float(horizon))
+        out.rows = self.rows if not drop_rows else \
+            [r for k, r in enumerate(self.rows) if k not in drop_rows]
+        return out
 
     def add_row(self, terms: Terms, lo: float, hi: float, kind: str) -> None:
         idx = np.fromiter((t[0] for t in terms), np.int64, len(terms))
