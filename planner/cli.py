@@ -88,7 +88,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     m = evaluate(inst, result.plan)
     print(f"plan written to {out}: fluid makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
           f"${m.cost:.6g}, served {m.served}, refused {m.refused}")
-    return 130 if result.info.get("interrupted") else 0  # Ctrl-C: the best plan so far, kept
+    if result.info.get("interrupted"):
+        return 130  # Ctrl-C: the best plan so far, kept
+    if result.status not in ("optimal", "feasible"):
+        # a plan that is no solution (over the horizon, refusing, a KV misfit) is written for its
+        # figures and replay, but the method found no solution: the same exit as no plan
+        print(f"the plan is no solution ({result.status}): "
+              f"{'; '.join(m.problems) or result.termination}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -97,15 +105,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     plan, meta = read_plan_file(args.plan, inst)
     m = evaluate(inst, plan)
     d = m.to_dict()
+    # the file's status and figures are its method's claims, read back but not re-proven; the
+    # objective is the evaluator's, and a plan that is no solution claims none
     if args.json:
         d["method"] = meta.get("method")
+        d["status_claimed"] = meta.get("status")
+        d["solution"] = not m.problems
+        if m.problems:
+            d["objective"] = None
+            d["problems"] = list(m.problems)
         print(dumps(d), end="")  # strict JSON: a non-finite figure is null
         return 0
     own = meta.get("objective_name")
     claim = f" for its {own}" if own and own != sc.objective else ""  # a batch method's problem
-    print(f"{sc.name} / plan of {meta.get('method', '?')} ({meta.get('status', '?')}{claim})")
-    print(f"  objective ({m.objective_name}): {m.objective:.6g}"
-          + (f"  NOT A SOLUTION: {'; '.join(m.problems)}" if m.problems else ""))
+    said = meta.get("status", "?")
+    print(f"{sc.name} / plan of {meta.get('method', '?')} (the file says {said}{claim}; "
+          "figures below recomputed from the plan)")
+    if m.problems:
+        print(f"  NOT A SOLUTION ({m.objective_name} not claimed): {'; '.join(m.problems)}")
+    else:
+        print(f"  objective ({m.objective_name}): {m.objective:.6g}")
     print(f"  makespan: {m.makespan_s:.6g} s (bottleneck {m.bottleneck})")
     print(f"  cost: ${m.cost:.6g} (rent ${m.rent:.6g} over {m.period_s:.6g} s, "
           f"egress ${m.egress_cost:.6g})")

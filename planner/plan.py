@@ -206,14 +206,24 @@ def plan_from_dict(data: Any, instance: Any, file: str = "<plan>") -> tuple[Plan
         problems.append(Problem("requests", f"{missing.size} requests of the scenario have no "
                                 "entry in the plan", instance.ids[missing[0]]))
     if problems:
-        raise PlanError(file, problems)
+        raise PlanError(file, _name_first(data, instance, problems))
     order = data.get("order")
     if order is not None:
         problems += order_problems(order, instance, dec)
     if problems:
-        raise PlanError(file, problems)
+        raise PlanError(file, _name_first(data, instance, problems))
     meta = {k: v for k, v in data.items() if k != "requests"}
     return Plan(pre, dec, order=order), meta
+
+
+def _name_first(data: dict, instance: Any, problems: list[Problem]) -> list[Problem]:
+    """A plan made for another scenario (its ``scenario`` names a different one) says so first,
+    with at most a few of the problems that follow from it."""
+    name = data.get("scenario")
+    if not isinstance(name, str) or name == instance.scenario.name:
+        return problems
+    return [Problem("scenario", f"the plan was made for scenario {name!r}, not "
+                    f"{instance.scenario.name!r}", name), *problems[:3]]
 
 
 def order_problems(order: Any, instance: Any, decode: np.ndarray) -> list[Problem]:

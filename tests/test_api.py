@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from factory import make_scenario
 
@@ -55,12 +57,49 @@ def test_evaluate_says_a_plan_past_the_horizon_is_not_a_solution(tmp_path, capsy
     sc = tmp_path / "s.yaml"
     sc.write_text(yaml.safe_dump(_four_seconds_of_work(2.5)))
     plan = tmp_path / "p.json"
-    assert cli.main(["solve", str(sc), "-m", "greedy", "--out", str(plan)]) == 0
-    capsys.readouterr()
+    # the plan is written (its figures, its replay) but it is no solution: exit 1, as no plan
+    assert cli.main(["solve", str(sc), "-m", "greedy", "--out", str(plan)]) == 1
+    assert "the plan is no solution (infeasible)" in capsys.readouterr().err
+    assert plan.exists()
     assert cli.main(["evaluate", str(sc), str(plan)]) == 0
     out = capsys.readouterr().out
-    assert "objective (served): 4  NOT A SOLUTION: its makespan 4 s exceeds the horizon 2.5 s" in out
-    assert "plan of greedy (infeasible)" in out
+    assert "NOT A SOLUTION (served not claimed): its makespan 4 s exceeds the horizon 2.5 s" in out
+    assert "objective (served)" not in out
+    assert "plan of greedy (the file says infeasible;" in out
+    assert cli.main(["evaluate", str(sc), str(plan), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["objective"] is None and d["solution"] is False and d["served"] == 4
+    assert d["status_claimed"] == "infeasible" and "exceeds the horizon" in d["problems"][0]
+
+
+def test_evaluate_does_not_repeat_a_status_the_plan_file_invents(tmp_path, capsys):
+    """A hand-edited plan file saying ``optimal``: evaluate shows that as the file's word and
+    its own figures beside it, and a plan for another scenario is named as such first."""
+    import yaml
+
+    from planner import cli
+
+    sc = tmp_path / "s.yaml"
+    sc.write_text(yaml.safe_dump(_four_seconds_of_work(10.0)))
+    plan = tmp_path / "p.json"
+    assert cli.main(["solve", str(sc), "-m", "greedy", "--out", str(plan)]) == 0
+    data = json.loads(plan.read_text())
+    data["status"] = "optimal"
+    plan.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(sc), str(plan), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["status_claimed"] == "optimal" and d["solution"] is True and d["objective"] == 4
+    assert cli.main(["evaluate", str(sc), str(plan)]) == 0
+    assert "(the file says optimal; figures below recomputed from the plan)" in capsys.readouterr().out
+    other = _four_seconds_of_work(10.0)
+    other["name"] = "other"
+    other["datacenters"][0]["clusters"][0]["name"] = "elsewhere"
+    sc2 = tmp_path / "other.yaml"
+    sc2.write_text(yaml.safe_dump(other))
+    assert cli.main(["evaluate", str(sc2), str(plan)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "the plan was made for scenario" in err[0] and len(err) <= 5
 
 
 def _kv_tight(**top):
