@@ -4,6 +4,7 @@ better of the solver's and the domain's, gap from both)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -283,16 +284,20 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     lp_plan = None
     if opts.get("lp_bound", True) and items.n * inst.n_clusters ** 2 <= LP_BOUND_MAX_TERMS:
         t_lp = time.perf_counter()
-        # GLOP's share: at most half the run (a time-out leaves the bound as it was)
+        # GLOP's share: at most half the time left after the build (a time-out leaves the
+        # bound as it was; too little to load the model skips it)
+        left = time_limit - (time.perf_counter() - t_start)
         db, lp_plan = lp_domain_bound(inst, items, db, info,
-                                      min(LP_BOUND_MAX_S, max(1.0, 0.5 * time_limit)),
+                                      min(LP_BOUND_MAX_S, max(0.0, 0.5 * left)),
                                       built=(model, buf, v))
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if (opts.get("improve", True) and inst.objective == "makespan" and items.n_blocks == 0):
         t_imp = time.perf_counter()
         plain = warm
+        left = time_limit - (time.perf_counter() - t_start)
         warm = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
-                              min(5.0, 0.08 * time_limit), int(opts.get("seed", 0)), info)
+                              max(0.0, min(5.0, 0.08 * time_limit, 0.25 * left)),
+                              int(opts.get("seed", 0)), info)
         info["improve_s"] = time.perf_counter() - t_imp
         if warm is not None and not feasible(inst, warm):  # never start from a plan the model bars
             info["improved_objective"] = None
@@ -303,6 +308,8 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if warm is not None and inst.objective == "makespan":  # the improved start caps T lower
         t_ub = min(t_ub, evaluate_arrays(inst, warm).makespan_s * (1 + 1e-6) + 1e-9)
         buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
+    if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
+        model.time_unit = float(db["bound"] or 0.0)
     obj = model.objective()
     hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
     left = max(0.5, time_limit - (time.perf_counter() - t_start))
@@ -349,6 +356,19 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
     # served without a horizon serves every request: the model minimised T, and the solver's
     # bounds are makespans (the tie-break's), not counts
     t_only = inst.objective == "served" and inst.horizon_s is None
+    if not t_only and out.bound is not None and objective is not None:
+        # a valid bound never passes a plan: one that does is the solver's error (found by
+        # review: CP-SAT's horizon cap one quantum short proved "1 served" beside a plan serving
+        # 2), and every bound the solver gave is then dropped, not clamped to the plan
+        over = out.bound - objective if s == "min" else objective - out.bound
+        if over > 1e-6 * max(abs(objective), abs(out.bound)) + 1e-12:
+            log.warning("%s: the solver's bound %.9g passes the plan's %.9g; not used", method,
+                        out.bound, objective)
+            info["solver_bound_rejected"] = out.bound
+            out = dataclasses.replace(out, bound=None, termination=(
+                f"{out.termination}; its bound {out.bound:.9g} passes the plan "
+                f"{objective:.9g}: not a valid bound, not used"))
+            history = [(t, f, None) for t, f, _ in history]
     # bounds only tighten: a solver's last word can be below a bound it reported earlier
     seen = [b for _, _, b in history if b is not None] if not t_only else []
     bounds = [b for b in (None if t_only else out.bound, db["bound"]) if b is not None]
@@ -403,5 +423,24 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
     if optimal and info["bound_from"] == "domain" and out.status != "optimal":
         term += f"; proven by the domain bound ({db.get('by')})"
     history.append((history[-1][0] if history else 0.0, objective, bound))
+    if not t_only:
+        info["solver_history"] = list(history)  # as reported, each round's own figures
+        history = best_so_far(history, s)
     return Result(method, status, plan, objective, bound, gap, termination=term, history=history,
                   info=info)
+
+
+def best_so_far(history: list[tuple[float, float | None, float | None]], s: str
+                ) -> list[tuple[float, float | None, float | None]]:
+    """The history as the run's best incumbent and best bound at each point: a bisection round
+    capped below the incumbent reports its own first solutions and bound, which were read as the
+    incumbent rising and the bound falling (found by review)."""
+    pick_inc, pick_b = (min, max) if s == "min" else (max, min)
+    out, inc, bnd = [], None, None
+    for t, f, b in history:
+        if f is not None:
+            inc = f if inc is None else pick_inc(inc, f)
+        if b is not None:
+            bnd = b if bnd is None else pick_b(bnd, b)
+        out.append((t, inc, bnd))
+    return out

@@ -102,3 +102,18 @@ def test_pre_processing_saying_infeasible_is_not_a_proof():
     cbc = parse_cbc_log(log)
     assert "not trusted" in cbc["result"]
     assert cbc_bound(cbc, None, 1e-4) == ("error", None)
+
+
+def test_cbc_proves_a_sub_second_makespan_within_the_tolerance():
+    """Found by review: CBC prunes what cannot beat its incumbent by 3e-5 in its own units, so
+    a 0.23-s optimum in seconds was left at gap 1.3e-4, `feasible` although the tree was
+    exhausted. T is now in units of its domain bound when that is below a second. Three
+    prompts of 100 tokens on two equal clusters: the optimum is 0.2 s (two on one), above every
+    domain bound (the LP's 0.15 s), so only CBC's tree proves it."""
+    from helpers import instance, run
+
+    inst = instance([{"name": "m0"}, {"name": "m1"}], [{"prompt_tokens": 100}] * 3)
+    res = run(inst, "milp", time_limit=20)
+    assert res.objective == pytest.approx(0.2, rel=1e-12)
+    assert res.info["domain_bound"] < 0.2 * (1 - 1e-3)
+    assert res.status == "optimal" and res.gap <= 1e-4

@@ -53,6 +53,7 @@ PREPROCESS_INFEASIBLE = "Pre-processing says infeasible"  # CBC's log line (not 
 PULP_CHECK_ROWS = 2000  # rows between checks of the translation's pace against the limit
 CBC_GRACE_S = 1.0
 CBC_GRACE_SHARE = 0.05
+CBC_GAP_SHARE = 0.9  # CBC is told this share of rel_gap (its gap measure and rounding differ)
 CBC_KILL_S = 2.0
 
 
@@ -158,6 +159,9 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     budget = max(1.0, time_limit - clock())  # the limit counts the translation above
     info: dict[str, Any] = {}
     if name in ("CBC", "PULP_CBC_CMD"):
+        # CBC stops at a gap of its own measure, printed rounded: told rel_gap it stopped a
+        # 4-request optimum at 1.09e-4 by ours (found by review); a tenth tighter lands within
+        rel_gap = float(rel_gap) * CBC_GAP_SHARE
         threads = cbc_threads(sum(v.integer for v in buf.vars), num_workers)
         info["cbc_threads"] = threads
         s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=threads,

@@ -79,9 +79,10 @@ class SolveOutcome:
 def float_objective(obj: Objective, T: int) -> tuple[list[tuple[int, float]], float]:
     """The objective as linear terms for a float (MILP) solver: makespan T; served
     ``-sum s + eps T``; cost times ``obj.scale`` (its largest coefficient 1; to_problem_units
-    divides it back out). Returns (terms, constant)."""
+    divides it back out), makespan too (T in units of a bound below 1 s). Returns (terms,
+    constant)."""
     if obj.kind == "makespan":
-        return [(T, 1.0)], 0.0
+        return [(T, obj.scale)], 0.0
     if obj.kind == "served":
         return [(s, -1.0) for s in obj.s_terms] + [(T, obj.eps)], 0.0
     return [(i, c * obj.scale) for i, c in obj.cost_terms], 0.0
@@ -96,9 +97,7 @@ def to_problem_units(obj: Objective, f: float | None, bound: bool) -> float | No
         if bound:
             return float(math.floor(0.5 - f + 1e-6))
         return float(round(-f))
-    if obj.kind == "cost":
-        return float(f) / obj.scale
-    return float(f)
+    return float(f) / obj.scale  # cost, makespan
 
 
 def served_t_bound(obj: Objective, raw_bound: float | None) -> tuple[float, float] | None:
