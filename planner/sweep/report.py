@@ -18,7 +18,8 @@ from planner.report.io import write_text_atomic
 from planner.report.render import Charts, render_page
 from planner.sweep.spec import Sweep
 
-METRICS = (("makespan_s", "makespan (s)"), ("cost_usd", "cost ($)"), ("served", "served"))
+METRICS = (("makespan_s", "makespan (s)"), ("cost_usd", "cost ($)"), ("served", "served"),
+           ("replay_makespan_s", "replay makespan (s)"), ("ttft_p99_s", "TTFT p99 (s)"))
 
 
 def frame(table: list[dict[str, Any]], axes: list[str]) -> pd.DataFrame:
@@ -83,6 +84,8 @@ def surfaces(df: pd.DataFrame, axes: list[str], methods: list[str]) -> list[go.F
     by_size = sorted(axes, key=lambda a: -df[a].nunique())
     for metric, label in METRICS:
         if ok[metric].nunique() <= 1 and metric == "served":
+            continue
+        if metric not in ok or ok[metric].isna().all():  # the replay was off (or failed)
             continue
         if len(axes) == 1 or df[by_size[1]].nunique() == 1:
             a = by_size[0]
@@ -169,7 +172,8 @@ def write_sweep_report(sw: Sweep, table: list[dict[str, Any]], html: Path, resul
             best = g.loc[g["objective"].idxmax() if sense_max else g["objective"].idxmin()]
             best_rows.append([str(point), str(best["method"]), f"{best['objective']:.6g}",
                               f"{best['makespan_s']:.6g}", f"{best['cost_usd']:.6g}",
-                              str(int(best["served"]))])
+                              str(int(best["served"])), _g(best.get("replay_makespan_s")),
+                              _g(best.get("ttft_p99_s"))])
     if not df.empty:
         for _, r in df[~df["status"].isin(SOLVED)].iterrows():
             failures.append(f"{r['point']} / {r['method']}: {r['status']}: {r['termination']}")
@@ -179,9 +183,14 @@ def write_sweep_report(sw: Sweep, table: list[dict[str, Any]], html: Path, resul
         methods=sw.methods, n_rows=len(df), n_failed=len(failures),
         n_points=len(sw.bases) * max(1, _product(sw)), table=results.name,
         surfaces=surface_ids, best_header=["scenario point", "best method", "objective",
-                                           "makespan (s)", "cost ($)", "served"],
+                                           "makespan (s)", "cost ($)", "served",
+                                           "replay makespan (s)", "TTFT p99 (s)"],
         best_rows=best_rows, failures=failures[:200], meta=json.dumps({"file": str(sw.file)}))
     return write_text_atomic(html, text)
+
+
+def _g(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and x != x) else f"{float(x):.6g}"
 
 
 def _product(sw: Sweep) -> int:

@@ -50,7 +50,7 @@ def run_sweep(
     store = ResultStore(out or sw.out)
     points = sw.points()
     keys = [p.key for p in points]
-    todo = [p.task() for p in points if p.key not in store]
+    todo = [{**p.task(), "replay": sw.replay} for p in points if p.key not in store]
     reused = len(points) - len(todo)
     if limit is not None:
         todo = todo[:limit]

@@ -6,6 +6,7 @@
     options: {random: {seed: 3}}             # per method, optional
     time_limit: 10                           # seconds per method run, optional
     threads: 1                               # solver threads per run (exact methods)
+    replay: true                             # replay each plan for TTFT/TPOT (default true)
     grid:                                    # override path -> values (cartesian product)
       links[0].bandwidth_gbps: [10, 25, 100]
       datacenters[0].clusters[1].replicas: [1, 2, 4]
@@ -62,6 +63,7 @@ class _SweepFile(BaseModel):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     time_limit: float | None = Field(default=None, gt=0)
     threads: int = Field(default=1, gt=0)
+    replay: bool = True
     grid: dict[str, list[Any]] | None = None
     out: str | None = None
     report: str | None = None
@@ -99,6 +101,7 @@ class Sweep:
     out: Path
     report: Path
     description: str = ""
+    replay: bool = True  # replay each plan (planner simulate) for its timed figures
 
     def points(self) -> list[Point]:
         """Every (base, overrides, method) of the sweep, in a stable order."""
@@ -517,4 +520,4 @@ def load_sweep(path: str | Path, check_values: bool = True) -> Sweep:
     out = here / spec.out if spec.out else here / f"{name}.results.csv"
     report = here / spec.report if spec.report else here / f"{name}.html"
     return Sweep(path, name, bases, axes, list(dict.fromkeys(spec.methods)), spec.options,
-                 spec.time_limit, spec.threads, out, report, spec.description)
+                 spec.time_limit, spec.threads, out, report, spec.description, spec.replay)

@@ -21,15 +21,22 @@ from planner.scenario.errors import InputError, Problem
 
 log = logging.getLogger(__name__)
 
-FIELDS = (
+# the table before the replay's columns: still read (its rows have none), and rewritten with
+# the current header when a row is added
+FIELDS_V1 = (
     "key", "scenario", "overrides", "method", "options", "time_limit", "status", "termination",
     "objective_name", "objective", "bound", "gap", "makespan_s", "bottleneck", "cost_usd",
     "served", "refused", "peak_link_utilization", "peak_kv_memory_utilization",
     "prefix_tokens_reused", "wall_s", "point_wall_s", "worker",
 )
+REPLAY_FIELDS = ("replay_makespan_s", "replay_completed", "ttft_p50_s", "ttft_p99_s",
+                 "tpot_p99_s", "e2e_p99_s", "preemptions", "goodput_fraction", "replay_error")
+FIELDS = FIELDS_V1 + REPLAY_FIELDS
 FLOATS = {"objective", "bound", "gap", "makespan_s", "cost_usd", "peak_link_utilization",
-          "peak_kv_memory_utilization", "wall_s", "point_wall_s", "time_limit"}
-INTS = {"served", "refused", "prefix_tokens_reused"}
+          "peak_kv_memory_utilization", "wall_s", "point_wall_s", "time_limit",
+          "replay_makespan_s", "ttft_p50_s", "ttft_p99_s", "tpot_p99_s", "e2e_p99_s",
+          "goodput_fraction"}
+INTS = {"served", "refused", "prefix_tokens_reused", "replay_completed", "preemptions"}
 
 
 def _cell(v: Any) -> str:
@@ -64,6 +71,7 @@ class ResultStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.rows: dict[str, dict[str, Any]] = {}
+        self._old_header = False  # a table written before the replay's columns
         self._load()
 
     def _load(self) -> None:
@@ -78,10 +86,11 @@ class ResultStore:
         if not text:
             return
         header = next(csv.reader(io.StringIO(text.partition("\n")[0])), [])
-        if tuple(header) != FIELDS:  # checked first: a file that is not ours is never rewritten
-            raise InputError(str(self.path), [Problem(
+        if tuple(header) not in (FIELDS, FIELDS_V1):  # checked first: a file that is not ours
+            raise InputError(str(self.path), [Problem(  # is never rewritten
                 "header", "not a sweep results table of this version; give another --out or move "
                 "the file", ",".join(header)[:80])])
+        self._old_header = tuple(header) == FIELDS_V1
         if not text.endswith("\n"):  # a row cut short by a kill: drop it
             cut = text.rfind("\n") + 1
             log.warning("%s: dropping an incomplete last row", self.path)
@@ -99,6 +108,17 @@ class ResultStore:
                 continue
             self.rows[row["key"]] = row
 
+    def _upgrade(self) -> None:
+        """Rewrite a table of the header before the replay's columns with the current one
+        (its rows keep empty replay cells), atomically, before a row is appended."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(FIELDS)
+        for row in self.rows.values():
+            w.writerow([_cell(row.get(k)) for k in FIELDS])
+        write_text_atomic(self.path, buf.getvalue())
+        self._old_header = False
+
     def __contains__(self, key: str) -> bool:
         return key in self.rows
 
@@ -109,6 +129,8 @@ class ResultStore:
         """Write one row durably (whole line, flush, fsync)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
+        if self._old_header and self.path.exists():
+            self._upgrade()
         new = not self.path.exists() or self.path.stat().st_size == 0
         if new:
             self.path.parent.mkdir(parents=True, exist_ok=True)
