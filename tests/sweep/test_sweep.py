@@ -472,3 +472,41 @@ def test_a_plan_that_breaks_the_horizon_is_not_ranked(tmp_path: Path) -> None:
     assert "horizon_s=0.001 / greedy: infeasible" in failures
     front = html.split('id="fig-pareto-data"', 1)[1].split("</script>", 1)[0]
     assert "horizon_s=1000.0" in front and "horizon_s=0.001" not in front
+
+
+def test_an_arrival_axis_moves_the_replay_columns_only(tmp_path: Path) -> None:
+    """The review found the example sweep's ``workload.time_scale`` axis changed no figure: the
+    fluid model reads no arrival times. Each row now carries its plan's replay, which does."""
+    _scenario(tmp_path, requests=12)
+    doc = {"name": "t", "scenario": "base.yaml", "methods": ["greedy"],
+           "grid": {"workload.time_scale": [0.01, 10.0]}}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    rows = {r["overrides"]["workload.time_scale"]: r for r in run_sweep(path).table}
+    fast, slow = rows[0.01], rows[10.0]
+    assert fast["makespan_s"] == pytest.approx(slow["makespan_s"])  # the fluid figure stays
+    # the last request arrives at 11 x 0.1 s x time_scale: 11 s, or 0.011 s
+    assert slow["replay_makespan_s"] > 11.0 > fast["replay_makespan_s"]
+    assert slow["replay_completed"] == fast["replay_completed"] == 12
+    assert fast["ttft_p99_s"] > slow["ttft_p99_s"]
+    assert "TTFT p99 (s)" in (tmp_path / "t.html").read_text()
+    doc["replay"] = False
+    doc["name"] = "u"
+    path.write_text(yaml.safe_dump(doc))
+    assert all(r["replay_makespan_s"] is None for r in run_sweep(path, report=False).table)
+
+
+def test_a_table_written_before_the_replay_columns_is_upgraded(tmp_path: Path) -> None:
+    from planner.sweep.store import FIELDS_V1
+
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1, 100]}, methods=("greedy",))
+    run_sweep(path, report=False, limit=1)
+    out = tmp_path / "t.results.csv"
+    lines = out.read_text().splitlines()
+    old = [",".join(FIELDS_V1)] + [",".join(r.split(",")[:len(FIELDS_V1)]) for r in lines[1:]]
+    out.write_text("\n".join(old) + "\n")  # as an earlier version wrote it (no quoted commas)
+    assert len(ResultStore(out)) == 1
+    run = run_sweep(path, report=False)
+    assert (run.reused, run.computed) == (1, 1)
+    assert out.read_text().splitlines()[0] == ",".join(FIELDS)
+    assert len(ResultStore(out)) == 2
