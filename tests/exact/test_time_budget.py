@@ -169,3 +169,42 @@ def test_the_model_is_built_once_and_the_lp_limit_counts_its_loading(monkeypatch
     short = ortools_mip.LP_LOAD_S_PER_NNZ * nnz + ortools_mip.LP_MIN_S
     assert ortools_mip.solve_lp(buf, model.objective(), v.T, time_limit=0.9 * short)[0] == "no_solution"
     assert ortools_mip.solve_lp(buf, model.objective(), v.T, time_limit=10)[0] == "optimal"
+
+
+def test_cpsat_is_not_started_when_its_translation_would_pass_the_limit(monkeypatch):
+    """Found by review: on Mooncake, `--time-limit 8` ran 24 s (build 5.9 s, then 8.4 s of
+    translation nothing can stop). When the model's nonzeros at the measured pace need more
+    than the time left, CP-SAT is not started and the warm start is returned, saying why."""
+    from planner.exact._backends import cpsat_backend
+
+    monkeypatch.setattr(cpsat_backend, "CPSAT_LOAD_S_PER_NNZ", 1.0)  # any model needs > 4 s
+    res = solve(_inst(), "cpsat", time_limit=4)
+    assert res.plan is not None and res.info["plan_from"] in ("warm_start", "improved_start")
+    assert "CP-SAT not started" in res.termination and res.wall_s < 4
+    monkeypatch.setattr(cpsat_backend, "CPSAT_LOAD_S_PER_NNZ", 0.0)
+    assert "not started" not in solve(_inst(), "cpsat", time_limit=4).termination
+
+
+def test_the_lp_bound_share_counts_the_build(monkeypatch):
+    """The LP's share was half the limit whatever the build had spent (Mooncake: 5.9 s of build
+    and 4.4 s of LP on an 8-s limit); it is half of what is left."""
+    from planner.exact import _run
+
+    seen = {}
+    real = _run.lp_domain_bound
+    real_build = _run.PlacementModel.build
+
+    def slow_build(self, *a, **kw):
+        import time
+
+        time.sleep(1.5)
+        return real_build(self, *a, **kw)
+
+    def spy(inst, items, db, info, time_limit=30.0, **kw):
+        seen["limit"] = time_limit
+        return real(inst, items, db, info, time_limit, **kw)
+
+    monkeypatch.setattr(_run.PlacementModel, "build", slow_build)
+    monkeypatch.setattr(_run, "lp_domain_bound", spy)
+    solve(_inst(), "cpsat", time_limit=4)
+    assert seen["limit"] <= (4 - 1.5) / 2 + 1e-6
