@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from planner.api import as_instance, check_time_limit, evaluate, solve
-from planner.metrics import unplaceable
+from planner.metrics import arrival_notes, unplaceable
 from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
 from planner.report.io import check_output, dumps
@@ -56,6 +56,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
               f"{int(inst.prompt_tokens[r] + inst.output_tokens[r])} tokens; the largest replica "
               f"holds {most}): only the served objective with a horizon can refuse them",
               file=sys.stderr)
+    for note in arrival_notes(inst):
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
@@ -88,6 +90,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     m = evaluate(inst, result.plan)
     print(f"plan written to {out}: fluid makespan {m.makespan_s:.6g} s ({m.bottleneck}), cost "
           f"${m.cost:.6g}, served {m.served}, refused {m.refused}")
+    for note in arrival_notes(inst, m.makespan_s):
+        print(f"note: {note}", file=sys.stderr)
     if result.info.get("interrupted"):
         return 130  # Ctrl-C: the best plan so far, kept
     if result.status not in ("optimal", "feasible"):

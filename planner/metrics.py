@@ -77,6 +77,28 @@ def kv_misfits(inst: Instance, prefill: np.ndarray, decode: np.ndarray) -> np.nd
     return on & ~kv_fits(inst, inst.prompt_tokens + inst.output_tokens, np.maximum(decode, 0))
 
 
+def arrival_notes(inst: Instance, makespan_s: float | None = None) -> list[str]:
+    """What the fluid figures leave out of this workload's arrival times, in words: requests
+    arriving after ``horizon_s`` (the fluid model still counts their work within it), and a
+    fluid makespan shorter than the span of the arrivals (it is the busiest resource's work,
+    not the time to the last completion). Empty when neither holds."""
+    if inst.n_requests == 0:
+        return []
+    last = float(inst.arrival_s.max())
+    notes = []
+    h = inst.horizon_s
+    if h is not None and last > h:
+        late = int((inst.arrival_s > h).sum())
+        notes.append(f"{late} of {inst.n_requests} requests arrive after horizon_s {h:.6g} s "
+                     f"(the last at {last:.6g} s): the fluid model reads no arrival times, so "
+                     "it counts their work within the horizon; planner simulate replays them")
+    if makespan_s is not None and np.isfinite(makespan_s) and last > makespan_s:
+        notes.append(f"requests arrive over {last:.6g} s, longer than the fluid makespan "
+                     f"{makespan_s:.6g} s: that is the busiest resource's work, not the time to "
+                     "the last completion (planner simulate gives that)")
+    return notes
+
+
 def unplaceable(inst: Instance) -> tuple[np.ndarray, int]:
     """Requests that fit no decode cluster's replica (they can only be refused), and the most
     KV tokens a decode replica holds."""

@@ -165,3 +165,48 @@ def test_usage_errors_are_one_line(args, expected):
     with pytest.raises(SystemExit) as ex:  # the same from the function
         main(list(args))
     assert ex.value.code == 2
+
+
+def _late_arrivals(tmp_path, horizon_s):
+    from factory import make_scenario
+
+    # 3 x 100 prompt tokens at 1000 tok/s: 0.3 s of work, arriving at 0, 1 and 2 s
+    sc = make_scenario([{"name": "m"}], [{"prompt_tokens": 100, "arrival_s": float(k)}
+                                         for k in range(3)],
+                       objective="served" if horizon_s else "makespan",
+                       **({"horizon_s": horizon_s} if horizon_s else {}))
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    return path
+
+
+def test_validate_and_solve_say_what_the_fluid_model_leaves_out(tmp_path):
+    """Found by review: a `served` run with horizon 0.5 s counted all three requests served
+    although two arrive after it, and a fluid makespan far below the arrivals' span read as a
+    completion time. The model is the contract's (it reads no arrivals); the CLI says so."""
+    path = _late_arrivals(tmp_path, 0.5)
+    r = run("validate", path)
+    assert r.returncode == 0
+    assert "2 of 3 requests arrive after horizon_s 0.5 s (the last at 2 s)" in r.stderr
+    r = run("solve", path, "-m", "greedy", "--out", tmp_path / "p.json")
+    assert r.returncode == 0, r.stderr
+    assert "arrive after horizon_s" in r.stderr
+    assert "longer than the fluid makespan 0.3 s" in r.stderr
+    r = run("validate", SCENARIOS / "quickstart.yaml")  # arrivals within the fluid model's reach
+    assert "warning" not in r.stderr
+
+
+def test_compare_exits_1_when_no_method_finds_a_solution(tmp_path):
+    """Every plan over a 0.1-s horizon (0.3 s of work, `makespan`): the report and plans are
+    written, but the exit is 1, as `solve`'s for the same outcome (it was 0)."""
+    from factory import make_scenario
+
+    sc = make_scenario([{"name": "m"}], [{"prompt_tokens": 100}] * 3, horizon_s=0.1)
+    path = tmp_path / "tight.yaml"
+    path.write_text(yaml.safe_dump(sc))
+    out = tmp_path / "r.html"
+    r = run("compare", path, "--methods", "greedy,lpt", "--out", out, "--no-progress")
+    assert r.returncode == 1 and "no method found a solution" in r.stderr
+    assert out.exists()
+    r = run("solve", path, "-m", "greedy", "--out", tmp_path / "p.json")
+    assert r.returncode == 1 and (tmp_path / "p.json").exists()

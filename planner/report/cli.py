@@ -13,7 +13,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from planner.api import check_time_limit
-from planner.report.compare import DEFAULT_TIME_LIMIT, compare
+from planner.report.compare import DEFAULT_TIME_LIMIT, SOLVED, compare
 from planner.scenario.errors import InputError, Problem
 
 
@@ -101,6 +101,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 1
     print(f"report written: {paths['html']} (numbers: {paths['csv']}, {paths['json']}; plans: "
           f"{paths['plans']}/)")
+    if not any(r["status"] in SOLVED for r in data["table"]):
+        # plans were written (their figures, their replay) but none is a solution: the exit of
+        # `solve` for the same outcome
+        print("planner compare: no method found a solution (every plan breaks a hard "
+              "constraint)", file=sys.stderr)
+        return 1
     return 0
 
 
