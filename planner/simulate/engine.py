@@ -870,6 +870,11 @@ class Simulator:
             tpot = np.where(out > 1, (done_rel - first_rel) / np.maximum(out - 1, 1), np.nan)
         tpot = np.where(np.isfinite(done_t), tpot, np.nan)
         decoding = (np.asarray(self.dec) >= 0) & (out > 0)
+        # on a mixed cluster a request joins the batch with its prefill, run in that step: its
+        # decode is ready and starts at its prefill's end (the join time, arrival or later, read
+        # as "decode ready" before the prefill had run; found by review)
+        mixed = decoding & (np.asarray(self.dec) == np.asarray(self.pre))
+        pre_end_on_mixed = np.where(mixed, f(self.t_pre1, np.float64), np.nan)
         requests = {
             "id": inst.ids.astype(object),
             "arrival_s": arrival,
@@ -882,8 +887,8 @@ class Simulator:
             "decode_replica": f(self.dec_rep, np.int64),
             "prefill_start_s": f(self.t_pre0, np.float64) + t0,
             "prefill_end_s": f(self.t_pre1, np.float64) + t0,
-            "decode_ready_s": f(self.t_ready, np.float64) + t0,
-            "decode_start_s": f(self.t_dec0, np.float64) + t0,
+            "decode_ready_s": np.fmax(f(self.t_ready, np.float64), pre_end_on_mixed) + t0,
+            "decode_start_s": np.fmax(f(self.t_dec0, np.float64), pre_end_on_mixed) + t0,
             "first_token_s": first,
             "completion_s": done_t,
             "ttft_s": first_rel - arr_rel,

@@ -82,7 +82,9 @@ class Replay:
     the scenario, in scenario order): ``id, arrival_s, prefill, decode`` (cluster names, None when
     refused), ``prefill_replica, decode_replica`` (index in the cluster, -1 for none),
     ``prefill_start_s, prefill_end_s, decode_ready_s, decode_start_s, first_token_s,
-    completion_s`` (absolute times, NaN when not reached), ``ttft_s, tpot_s, e2e_s`` (latencies),
+    completion_s`` (absolute times, NaN when not reached; on a mixed cluster the prefill runs in
+    the step the request joins the batch, and its decode is ready and starts at the prefill's
+    end), ``ttft_s, tpot_s, e2e_s`` (latencies),
     ``cached_tokens, preemptions, status`` (done | refused | too_large)."""
 
     scenario: str

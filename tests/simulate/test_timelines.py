@@ -37,6 +37,10 @@ def test_one_replica_three_requests():
     assert rep.requests["first_token_s"].tolist() == pytest.approx([1.64, 1.64, 1.64])
     assert rep.requests["completion_s"].tolist() == pytest.approx([2.0, 1.8, 1.68])
     assert rep.requests["ttft_s"].tolist() == pytest.approx([1.64, 1.64, 1.44])
+    # on a mixed cluster the decode is ready and starts at the prefill's end (the review found
+    # decode_ready_s at the arrival, before the prefill had run)
+    assert rep.requests["decode_ready_s"].tolist() == pytest.approx([1.0, 1.5, 1.6])
+    assert rep.requests["decode_start_s"].tolist() == pytest.approx([1.0, 1.5, 1.6])
     assert _row(rep, 0, "tpot_s") == pytest.approx(0.04)
     assert rep.makespan_s == pytest.approx(2.0)
     assert rep.preemptions == 0 and rep.memory_ok
