@@ -210,3 +210,16 @@ def test_compare_exits_1_when_no_method_finds_a_solution(tmp_path):
     assert out.exists()
     r = run("solve", path, "-m", "greedy", "--out", tmp_path / "p.json")
     assert r.returncode == 1 and (tmp_path / "p.json").exists()
+
+
+def test_an_out_path_where_nothing_can_be_made_fails_before_the_solve(capsys):
+    """Found by review: `solve -o /proc/x.json` ran the whole solve and then failed naming its
+    temporary file (as root os.access says /proc is writable). The folder is now tried."""
+    from planner import cli
+
+    two_dc = str(ROOT / "tests" / "data" / "two-dc.json")
+    assert cli.main(["solve", two_dc, "-m", "greedy", "--out", "/proc/x.json"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""  # nothing solved
+    err = cap.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("--out: /proc/x.json: ") and ".tmp" not in err[0]

@@ -43,6 +43,16 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
                 why = f"its folder {path.parent} is not writable"
         except OSError as exc:
             why = f"cannot make its folder: {exc.strerror or exc}"
+        if why is None and not (path.exists() and not path.is_file()):  # devices: in place
+            # a real try: os.access says yes for root in /proc, where nothing can be made (the
+            # run then failed after its solve, naming the temporary file)
+            try:
+                fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe",
+                                             dir=path.parent)
+                os.close(fd)
+                os.unlink(probe)
+            except OSError as exc:
+                why = f"cannot write in its folder {path.parent}: {exc.strerror or exc}"
     if why:
         raise InputError(option, [Problem(str(path), why)])
     return path
