@@ -6,6 +6,7 @@ scenario file, and the project's own ``models/``.
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cache
 from pathlib import Path
@@ -15,17 +16,26 @@ import yaml
 from planner.scenario.errors import Problem, ScenarioError
 from planner.scenario.model import AcceleratorCard, ModelCard
 
+log = logging.getLogger(__name__)
 PROJECT_MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
 def search_dirs(extra: Path | None = None) -> list[Path]:
     dirs = []
     if os.environ.get("PLANNER_MODELS_DIR"):
-        dirs.append(Path(os.environ["PLANNER_MODELS_DIR"]))
+        env = Path(os.environ["PLANNER_MODELS_DIR"])
+        if not env.is_dir():  # a typo falls back to the project's cards: say so (the CLI stops)
+            _warn_missing_dir(str(env))
+        dirs.append(env)
     if extra is not None:
         dirs.append(extra)
     dirs.append(PROJECT_MODELS)
     return [d for d in dirs if d.is_dir()]
+
+
+@cache
+def _warn_missing_dir(path: str) -> None:
+    log.warning("PLANNER_MODELS_DIR=%s is not a folder: the project's own cards are used", path)
 
 
 @cache

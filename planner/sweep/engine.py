@@ -57,6 +57,9 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     }
     try:
         inst = _instance(task)
+        from planner.report.compare import warm_heuristic
+
+        warm_heuristic(task["method"])
         res = solve(inst, task["method"], time_limit=task["time_limit"], **task["options"])
         if res.info.get("interrupted"):
             # the solver stopped on Ctrl-C: its cut-short row must not be stored (a resumed

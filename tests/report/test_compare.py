@@ -482,3 +482,15 @@ def test_replay_percentiles_are_the_replays_own():
     for key, own in (("ttft_s", "ttft_s"), ("tpot_s", "tpot_s"), ("latency_s", "e2e_s")):
         lat = rep.latency(own)
         assert stats[f"{key}_p50"] == lat["p50"] and stats[f"{key}_p99"] == lat["p99"], key
+
+
+def test_utilisations_get_no_star():
+    """Found by review: the star on "peak KV memory-time use" went to random, the plan that
+    spreads thinnest; the lowest utilisation is the least used, not the best."""
+    from planner.report.compare import best_in_columns
+
+    rows = [{"method": m, "status": "feasible", "makespan_s": mk, "peak_link_utilization": u,
+             "peak_kv_memory_utilization": u} for m, mk, u in (("a", 2.0, 0.9), ("b", 3.0, 0.1))]
+    best = best_in_columns(rows)
+    assert best["makespan_s"] == {"a"}
+    assert "peak_link_utilization" not in best and "peak_kv_memory_utilization" not in best
