@@ -46,6 +46,18 @@ class ReplicaJobs:
     cap_tokens: int
     bcap: int
     info: dict = field(default_factory=dict)
+    # seconds this replica spends prefilling its own requests (a mixed cluster prefills a
+    # request on the replica that decodes it, pausing the batch): not in the schedule's units
+    pause_s: float = 0.0
+    arrival_s: np.ndarray | None = None
+    own_pause_s: np.ndarray | None = None  # each job's own prefill on it (in its release)
+
+    def delay_s(self) -> np.ndarray | float:
+        """What the other jobs' prefills on this replica can add to each job's end: at most
+        their sum (a job's own prefill is in its release)."""
+        if self.own_pause_s is None:
+            return self.pause_s
+        return self.pause_s - self.own_pause_s
 
     def __len__(self) -> int:
         return int(self.req.shape[0])
@@ -59,7 +71,10 @@ class ReplicaJobs:
         count = r0 + math.ceil(float(self.D.sum()) / self.bcap) * st
         area = float((self.D * (self.P + (self.D + 1) / 2.0)).sum())
         mem = r0 + area / self.cap_tokens * st
-        return max(own, count, mem)
+        # the replica's own prefills and its decode steps take turns, from the first arrival
+        a0 = float(self.arrival_s.min()) if self.arrival_s is not None else r0
+        busy = a0 + self.pause_s + math.ceil(float(self.D.sum()) / self.bcap) * st
+        return max(own, count, mem, busy)
 
 
 def placement(inst: Instance, method: str, time_limit: float | None) -> Plan:
@@ -118,11 +133,29 @@ def replica_jobs(inst: Instance, plan: Plan) -> list[ReplicaJobs]:
         bmax = int(inst.max_batch[c])
         for k in range(nrep):
             req = rows[which == k]
+            # prefilled on this replica (the mixed path): each pauses the others' decoding
+            mine = np.where(plan.prefill[req] == c,
+                            prefill_seconds(inst, inst.prompt_tokens[req], c), 0.0) \
+                if req.size else np.zeros(0)
             out.append(ReplicaJobs(
                 c, k, f"{inst.cluster_names[c]}#{k}", req,
                 inst.prompt_tokens[req].astype(np.int64), inst.output_tokens[req].astype(np.int64),
                 rel[req].astype(np.float64), float(inst.step_full_s[c]),
-                int(inst.kv_capacity_bytes[c] // kv), bmax))
+                int(inst.kv_capacity_bytes[c] // kv), bmax, pause_s=float(mine.sum()),
+                arrival_s=inst.arrival_s[req].astype(np.float64), own_pause_s=mine))
+    return out
+
+
+def export_prefill_s(inst: Instance, plan: Plan) -> dict[str, float]:
+    """Per decode-capable cluster: seconds of prefill for requests decoded elsewhere (they pause
+    its replicas' batches too; which replica takes each is the replay's dispatch, so no
+    replica's figure counts them)."""
+    out = {}
+    for c in np.flatnonzero(inst.can_decode & inst.can_prefill).tolist():
+        rows = np.flatnonzero((plan.prefill == c) & (plan.decode != c))
+        if rows.size:
+            out[inst.cluster_names[c]] = float(prefill_seconds(inst, inst.prompt_tokens[rows],
+                                                               c).sum())
     return out
 
 
@@ -218,7 +251,8 @@ def build_result(name: str, inst: Instance, plan: Plan, jobs: list[ReplicaJobs],
             continue
         seq = np.lexsort((job.release_s if ties is None else ties[i], st))
         order[job.name] = job.req[seq].tolist()
-        ends = st + job.D * job.step_s
+        # the replica's prefills pause its batch: each delays the others by at most its length
+        ends = st + job.D * job.step_s + job.delay_s()
         ends_all.append(ends)
         makespans.append(float(ends.max()))
     if reserve:
@@ -235,16 +269,27 @@ def build_result(name: str, inst: Instance, plan: Plan, jobs: list[ReplicaJobs],
     gap = relative_gap(obj, bound)
     opt = all(s == "optimal" for s in statuses)
     status = "optimal" if opt or gap == 0.0 else "feasible"
+    paused = sum(j.pause_s for j in jobs)
+    export = export_prefill_s(inst, plan)
+    note = ""
+    if paused > 0:
+        note += (f"; mixed replicas prefill their own requests ({paused:.6g} s in all), which "
+                 "pauses their batches: each request's end counts the other prefills of its "
+                 "replica, an upper estimate")
+    if export:
+        note += ("; prefills there of requests decoded elsewhere, not counted: "
+                 + ", ".join(f"{k} {v:.6g} s" for k, v in export.items()))
     return Result(name, status, plan, objective=obj, bound=bound, gap=gap,
                   termination=f"batch {objective} of the decode replicas (KV growth model, "
-                  f"seconds); {wall_note}",
-                  info={"batch_objective": objective,
-                        "replicas": {j.name: {"requests": len(j), **j.info} for j in jobs}})
+                  f"seconds){note}; {wall_note}",
+                  info={"batch_objective": objective, "export_prefill_s": export,
+                        "replicas": {j.name: {"requests": len(j), "prefill_pause_s": j.pause_s,
+                                              **j.info} for j in jobs}})
 
 
 def completion_bound(job: ReplicaJobs) -> float:
     """Lower bound on the sum of completion times of a replica's jobs (seconds): each job ends no
-    earlier than its release plus its own decode."""
+    earlier than its release plus its own decode (its own prefill is in its release)."""
     return float((job.release_s + job.D * job.step_s).sum())
 
 
@@ -277,7 +322,7 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
             st, model_status, valid_bound = solve(job)
             job.info.update(model_status=model_status)
             bound = max(lb, valid_bound)
-            ends = st + job.D * job.step_s
+            ends = st + job.D * job.step_s + job.delay_s()
             got = float(ends.max()) if objective == "makespan" else float(ends.sum())
             status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 else "feasible"
         starts.append(st)
