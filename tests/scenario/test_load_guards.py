@@ -70,14 +70,14 @@ def test_unusable_prefill_cluster_and_isolated_origin_are_warned(tmp_path, caplo
 
 
 def test_an_arrival_that_overflows_with_time_scale_is_an_error(tmp_path):
-    """1e9 s times a time_scale of 1e300 is inf: the replay never timed such a request (it was
+    """1e308 s times a time_scale of 10 is inf: the replay never timed such a request (it was
     silently left out), and numpy's overflow warning leaked to stderr."""
     import json
     import warnings
 
     doc = json.loads((ROOT / "tests" / "data" / "two-dc.json").read_text())
-    doc["workload"]["requests"][1]["arrival_s"] = 1e9  # the largest arrival_s allowed
-    doc["workload"]["time_scale"] = 1e300
+    doc["workload"]["requests"][1]["arrival_s"] = 1e308
+    doc["workload"]["time_scale"] = 10
     f = tmp_path / "s.json"
     f.write_text(json.dumps(doc))
     with warnings.catch_warnings():
@@ -85,24 +85,19 @@ def test_an_arrival_that_overflows_with_time_scale_is_an_error(tmp_path):
         with pytest.raises(ScenarioError) as err:
             load_scenario(f)
     assert str(err.value) == (f"{f}: workload.time_scale: request r2: its arrival time times "
-                              "time_scale is not a finite number of seconds (1e+300)")
+                              "time_scale is not a finite number of seconds (10.0)")
 
 
-@pytest.mark.parametrize("where", ["horizon_s", "arrival_s"])
-def test_times_past_a_billion_seconds_are_refused(tmp_path, where):
+def test_a_horizon_past_a_billion_seconds_is_refused(tmp_path):
     """Found by review: horizon_s 1e308 validated, then greedy's rent was inf and cpsat's
-    objective NaN (eight raw numpy warnings). Times are at most 1e9 s (31.7 years)."""
+    objective NaN (eight raw numpy warnings). The horizon is at most 1e9 s (31.7 years); arrival
+    times are not capped (epoch seconds, 1.7e9, are real traces' clocks)."""
     import json
 
     doc = json.loads((ROOT / "tests" / "data" / "two-dc.json").read_text())
-    if where == "horizon_s":
-        doc["horizon_s"] = 1e308
-        field = "horizon_s"
-    else:
-        doc["workload"]["requests"][0]["arrival_s"] = 2e9
-        field = "workload.requests[0].arrival_s"
+    doc["horizon_s"] = 1e308
     f = tmp_path / "s.json"
     f.write_text(json.dumps(doc))
     with pytest.raises(ScenarioError) as err:
         load_scenario(f)
-    assert str(err.value).startswith(f"{f}: {field}: Input should be less than or equal to 1000000000")
+    assert str(err.value).startswith(f"{f}: horizon_s: Input should be less than or equal to 1000000000")
