@@ -33,6 +33,14 @@ def search_dirs(extra: Path | None = None) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+def check_models_dir() -> None:
+    """A ``PLANNER_MODELS_DIR`` that is not a folder is bad input (ScenarioError naming it)."""
+    env = os.environ.get("PLANNER_MODELS_DIR")
+    if env and not Path(env).is_dir():
+        raise ScenarioError("PLANNER_MODELS_DIR", [Problem(
+            "PLANNER_MODELS_DIR", "not a folder of model and accelerator cards", env)])
+
+
 @cache
 def _warn_missing_dir(path: str) -> None:
     log.warning("PLANNER_MODELS_DIR=%s is not a folder: the project's own cards are used", path)

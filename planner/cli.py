@@ -8,14 +8,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 from planner.api import as_instance, check_time_limit, evaluate, solve
+from planner.catalog import check_models_dir
 from planner.metrics import arrival_notes, unplaceable
-from planner.plan import plan_to_dict, read_plan_file, write_json_atomic
+from planner.plan import SOLVED, plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
 from planner.report.io import check_output, dumps
 from planner.scenario.errors import InputError, Problem
@@ -98,7 +98,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if result.info.get("interrupted"):
         return 130  # Ctrl-C: the best plan so far, kept
-    if result.status not in ("optimal", "feasible"):
+    if result.status not in SOLVED:
         # a plan that is no solution (over the horizon, refusing, a KV misfit) is written for its
         # figures and replay, but the method found no solution: the same exit as no plan
         print(f"the plan is no solution ({result.status}): "
@@ -209,12 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else
                                                  logging.INFO if args.verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    env = os.environ.get("PLANNER_MODELS_DIR")
-    if env and not Path(env).is_dir():  # a typo would fall back to the project's cards unseen
-        print(f"PLANNER_MODELS_DIR: not a folder of model and accelerator cards ({env!r})",
-              file=sys.stderr)
-        return 2
     try:
+        check_models_dir()  # a typo would fall back to the project's cards unseen
         return int(args.func(args))
     except InputError as exc:
         print(str(exc), file=sys.stderr)

@@ -84,14 +84,17 @@ def arrival_notes(inst: Instance, makespan_s: float | None = None) -> list[str]:
     not the time to the last completion). Empty when neither holds."""
     if inst.n_requests == 0:
         return []
-    last = float(inst.arrival_s.max())
+    # from the first arrival, as the replay counts time (traces may keep epoch seconds)
+    rel = inst.arrival_s - float(inst.arrival_s.min())
+    last = float(rel.max())
     notes = []
     h = inst.horizon_s
     if h is not None and last > h:
-        late = int((inst.arrival_s > h).sum())
-        notes.append(f"{late} of {inst.n_requests} requests arrive after horizon_s {h:.6g} s "
-                     f"(the last at {last:.6g} s): the fluid model reads no arrival times, so "
-                     "it counts their work within the horizon; planner simulate replays them")
+        late = int((rel > h).sum())
+        notes.append(f"{late} of {inst.n_requests} requests arrive more than horizon_s {h:.6g} s "
+                     f"after the first (the last {last:.6g} s after): the fluid model reads no "
+                     "arrival times, so it counts their work within the horizon; planner "
+                     "simulate replays them")
     if makespan_s is not None and np.isfinite(makespan_s) and last > makespan_s:
         notes.append(f"requests arrive over {last:.6g} s, longer than the fluid makespan "
                      f"{makespan_s:.6g} s: that is the busiest resource's work, not the time to "

@@ -19,6 +19,10 @@ STATUSES = ("optimal", "feasible", "infeasible", "timeout_no_solution", "error")
 REFUSED = -1
 
 
+# statuses whose plan is a solution (starred and ranked in reports, exit 0 from the CLI)
+SOLVED = ("optimal", "feasible")
+
+
 @dataclass(eq=False)
 class Plan:
     """Per request: its prefill cluster and decode cluster (indices into the Instance's

@@ -168,9 +168,10 @@ class Objective:
     served_const: int = 0
     cost_terms: Terms = field(default_factory=list)
     eps: float = 0.0  # served: weight of T in the float objective
-    # cost: float solvers see the money terms times this (their largest coefficient becomes 1):
-    # costs of 1e-7 $ would otherwise sit below their absolute tolerances (measured: HiGHS then
-    # called 4x the optimum optimal, with a bound above the optimum)
+    # float solvers see the objective times this (to_problem_units divides it out): cost in
+    # units of a lower bound of the optimum (costs of 1e-7 $ sat below their absolute
+    # tolerances: HiGHS called 4x the optimum optimal), makespan in units of its domain bound
+    # when that is below 1 s (CBC's 3e-5 cutoff margin); served ignores it
     scale: float = 1.0
 
 

@@ -356,19 +356,30 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
     # served without a horizon serves every request: the model minimised T, and the solver's
     # bounds are makespans (the tie-break's), not counts
     t_only = inst.objective == "served" and inst.horizon_s is None
-    if not t_only and out.bound is not None and objective is not None:
-        # a valid bound never passes a plan: one that does is the solver's error (found by
-        # review: CP-SAT's horizon cap one quantum short proved "1 served" beside a plan serving
-        # 2), and every bound the solver gave is then dropped, not clamped to the plan
-        over = out.bound - objective if s == "min" else objective - out.bound
-        if over > 1e-6 * max(abs(objective), abs(out.bound)) + 1e-12:
-            log.warning("%s: the solver's bound %.9g passes the plan's %.9g; not used", method,
-                        out.bound, objective)
-            info["solver_bound_rejected"] = out.bound
-            out = dataclasses.replace(out, bound=None, termination=(
-                f"{out.termination}; its bound {out.bound:.9g} passes the plan "
-                f"{objective:.9g}: not a valid bound, not used"))
-            history = [(t, f, None) for t, f, _ in history]
+    raw_history = list(history)  # as reported, each round's own figures
+
+    def passes(b: float | None) -> bool:
+        """A bound past the plan (beyond float noise): no valid bound does that."""
+        if b is None or objective is None:
+            return False
+        over = b - objective if s == "min" else objective - b
+        return over > 1e-6 * max(abs(objective), abs(b)) + 1e-12
+
+    if not t_only and passes(out.bound):
+        # the solver's error (found by review: CP-SAT's horizon cap one quantum short proved
+        # "1 served" beside a plan serving 2): dropped, not clamped to the plan
+        log.warning("%s: the solver's bound %.9g passes the plan's %.9g; not used", method,
+                    out.bound, objective)
+        info["solver_bound_rejected"] = out.bound
+        out = dataclasses.replace(out, bound=None, termination=(
+            f"{out.termination}; its bound {out.bound:.9g} passes the plan "
+            f"{objective:.9g}: not a valid bound, not used"))
+    if not t_only and any(passes(b) for _, _, b in history):
+        # the same for any bound the run reported earlier (the domain's never do)
+        info.setdefault("solver_bound_rejected", max(
+            b for _, _, b in history if passes(b)) if s == "min" else min(
+            b for _, _, b in history if passes(b)))
+        history = [(t, f, None if passes(b) else b) for t, f, b in history]
     # bounds only tighten: a solver's last word can be below a bound it reported earlier
     seen = [b for _, _, b in history if b is not None] if not t_only else []
     bounds = [b for b in (None if t_only else out.bound, db["bound"]) if b is not None]
@@ -424,8 +435,22 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
         term += f"; proven by the domain bound ({db.get('by')})"
     history.append((history[-1][0] if history else 0.0, objective, bound))
     if not t_only:
-        info["solver_history"] = list(history)  # as reported, each round's own figures
+        info["solver_history"] = raw_history + [history[-1]]
         history = best_so_far(history, s)
+        # float noise (a solver's T a hair under the evaluator's, a bound a hair past the plan,
+        # which the result clamps) would end the curves past the result or plot a negative gap:
+        # no point is better than the result's plan or bound, nor its bound past its incumbent
+        worse, better_ = (max, min) if s == "min" else (min, max)
+        fixed = []
+        for t, f, b in history:
+            if f is not None and objective is not None:
+                f = worse(f, objective)
+            if b is not None and bound is not None:
+                b = better_(b, bound)
+            if f is not None and b is not None:
+                b = better_(b, f)
+            fixed.append((t, f, b))
+        history = fixed
     return Result(method, status, plan, objective, bound, gap, termination=term, history=history,
                   info=info)
 

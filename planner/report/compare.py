@@ -28,7 +28,7 @@ import numpy as np
 from planner.api import as_instance, check_time_limit, own_time_limit, solve
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays
-from planner.plan import Result, plan_to_dict, relative_gap
+from planner.plan import SOLVED, Result, plan_to_dict, relative_gap
 from planner.registry import MethodSpec, get_method, methods
 from planner.report import replay as replay_hook
 from planner.report.io import (
@@ -458,7 +458,6 @@ def best_bound(data: dict[str, Any]) -> float | None:
     return min(bounds) if data["scenario"]["objective"] == "served" else max(bounds)
 
 
-SOLVED = ("optimal", "feasible")  # statuses whose plan is a solution (starred, gap shown)
 
 
 def table_rows(data: dict[str, Any]) -> list[dict[str, Any]]:

@@ -47,8 +47,8 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
             # a real try: os.access says yes for root in /proc, where nothing can be made (the
             # run then failed after its solve, naming the temporary file)
             try:
-                fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe",
-                                             dir=path.parent)
+                fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=path.parent)  # the staged file's very name form
                 os.close(fd)
                 os.unlink(probe)
             except OSError as exc:

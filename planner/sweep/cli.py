@@ -58,7 +58,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         finally:
             if "bar" in state:
                 state["bar"].close()
-    print(f"{run.computed} points computed ({run.failed} without a plan), {run.reused} reused; "
+    print(f"{run.computed} points computed ({run.failed} without a solution), {run.reused} reused; "
           f"{len(run.table)} of {run.total} in {run.results}")
     if run.report:
         print(f"report written: {run.report}")

@@ -83,9 +83,9 @@ def surfaces(df: pd.DataFrame, axes: list[str], methods: list[str]) -> list[go.F
         return figs
     by_size = sorted(axes, key=lambda a: -df[a].nunique())
     for metric, label in METRICS:
-        if ok[metric].nunique() <= 1 and metric == "served":
-            continue
         if metric not in ok or ok[metric].isna().all():  # the replay was off (or failed)
+            continue
+        if ok[metric].nunique() <= 1 and metric == "served":
             continue
         if len(axes) == 1 or df[by_size[1]].nunique() == 1:
             a = by_size[0]

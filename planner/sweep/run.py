@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from planner.plan import SOLVED
 from planner.sweep import engine
 from planner.sweep.spec import Sweep, check_outputs, load_sweep
 from planner.sweep.store import ResultStore
@@ -27,7 +28,7 @@ class SweepRun:
     total: int  # points in the sweep
     reused: int  # found in the table
     computed: int  # run now
-    failed: int  # run now without a plan
+    failed: int  # run now without a solution (no plan, or one breaking a hard constraint)
     table: list[dict[str, Any]]  # the sweep's rows (this sweep's keys only)
     results: Path
     report: Path | None
@@ -82,7 +83,7 @@ def run_sweep(
     for row in rows:
         store.append(row)
         computed += 1
-        failed += row.get("makespan_s") is None
+        failed += row.get("status") not in SOLVED  # no plan, or a plan that is no solution
         if progress:
             progress("row", {"row": row})
     wanted = set(keys)

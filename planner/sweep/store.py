@@ -72,6 +72,7 @@ class ResultStore:
         self.path = Path(path)
         self.rows: dict[str, dict[str, Any]] = {}
         self._old_header = False  # a table written before the replay's columns
+        self._old_lines: list[list[str]] = []
         self._load()
 
     def _load(self) -> None:
@@ -96,6 +97,8 @@ class ResultStore:
             log.warning("%s: dropping an incomplete last row", self.path)
             text = text[:cut]
             write_text_atomic(self.path, text)
+        if self._old_header:  # kept as written, for the upgrade (malformed rows included)
+            self._old_lines = list(csv.reader(io.StringIO(text)))[1:]
         reader = csv.DictReader(io.StringIO(text))
         for n, raw in enumerate(reader, start=2):
             if None in raw or any(v is None for v in raw.values()):
@@ -109,15 +112,18 @@ class ResultStore:
             self.rows[row["key"]] = row
 
     def _upgrade(self) -> None:
-        """Rewrite a table of the header before the replay's columns with the current one
-        (its rows keep empty replay cells), atomically, before a row is appended."""
+        """Rewrite a table of the header before the replay's columns with the current one,
+        atomically, before a row is appended: every row as it was written (those skipped as
+        malformed too), with empty replay cells."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(FIELDS)
-        for row in self.rows.values():
-            w.writerow([_cell(row.get(k)) for k in FIELDS])
+        pad = [""] * len(REPLAY_FIELDS)
+        for raw in self._old_lines:
+            w.writerow(raw + pad if len(raw) == len(FIELDS_V1) else raw)
         write_text_atomic(self.path, buf.getvalue())
         self._old_header = False
+        self._old_lines = []
 
     def __contains__(self, key: str) -> bool:
         return key in self.rows

@@ -231,3 +231,20 @@ def test_batch_figures_are_labelled_and_kept_out_of_the_scenarios_bound():
                      "base_dir": "."})
     assert "termination" in out and "batch_makespan" in out["termination"], out
     assert (out["status"], out["bound"], out["gap"], out["objective"]) == ("feasible", None, None, 4)
+
+
+def test_a_mixed_replicas_prefill_pauses_count_each_shared_block_once():
+    """Found by review: with prefix caching the pauses counted whole prompts (40 requests of
+    8000 tokens sharing 7900: a 32-s bound for a replay of about 1 s). The replica prefills the
+    40 x 100 unshared tokens and the shared block once: 4 + 7.9 = 11.9 s at 1000 tok/s. Without
+    caching, 320 s; a replica with pauses is never called optimal (they are an estimate)."""
+    from planner.simulate import simulate
+
+    reqs = [{"prompt_tokens": 8000, "output_tokens": 4, "prefix": "sys",
+             "prefix_tokens": 7900}] * 40
+    for caching, pause in ((True, 11.9), (False, 320.0)):
+        sc = load_scenario(make_scenario([{"name": "m"}], reqs, prefix_caching=caching))
+        res = solve(sc, method="batch_fcfs")
+        assert res.info["replicas"]["m#0"]["prefill_pause_s"] == pytest.approx(pause)
+        assert res.status == "feasible"
+        assert res.bound <= simulate(sc, res.plan).makespan_s

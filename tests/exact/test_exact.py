@@ -718,3 +718,24 @@ def test_scip_multi_hop_cost_found_by_fuzzing():
     res = run(inst, "milp_ortools", num_workers=1)
     assert res.status == "optimal" and res.objective == pytest.approx(opt, rel=1e-4)
     assert res.bound <= opt * (1 + 1e-9)
+
+
+def test_an_earlier_bound_passing_the_plan_is_dropped_and_the_domains_kept():
+    """Review of the fix above: only the final bound was checked, so a bound the run reported
+    earlier that passes the plan was still clamped to it (gap 0, optimal), and dropping the
+    solver's bounds erased the domain's from the history too. A regressing round is drawn as
+    the best so far, and the raw history is kept."""
+    from planner.exact._backends.rows import SolveOutcome
+    from planner.exact._run import account
+
+    inst = instance([{"name": "m0"}, {"name": "m1"}], [{"prompt_tokens": 100}] * 3)
+    plan = solve(inst, method="greedy").plan
+    db = {"bound": 0.15, "by": "lp_value", "parts": {}}
+    hist = [(0.0, 0.25, 0.15), (0.1, 0.2, 0.3), (0.2, 0.22, 0.16)]
+    out = SolveOutcome("feasible", None, 0.2, None, "fake: time limit", [])
+    res = account(inst, "cpsat", out, plan, 0.2, db, list(hist), {})
+    assert res.status == "feasible" and res.bound == pytest.approx(0.16)
+    assert res.info["solver_bound_rejected"] == 0.3
+    assert [b for _, _, b in res.history] == pytest.approx([0.15, 0.15, 0.16, 0.16])
+    assert [f for _, f, _ in res.history] == pytest.approx([0.25, 0.2, 0.2, 0.2])
+    assert res.info["solver_history"][:3] == hist

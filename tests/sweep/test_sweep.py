@@ -505,8 +505,17 @@ def test_a_table_written_before_the_replay_columns_is_upgraded(tmp_path: Path) -
     lines = out.read_text().splitlines()
     old = [",".join(FIELDS_V1)] + [",".join(r.split(",")[:len(FIELDS_V1)]) for r in lines[1:]]
     out.write_text("\n".join(old) + "\n")  # as an earlier version wrote it (no quoted commas)
-    assert len(ResultStore(out)) == 1
+    old.append(",".join(["junk"] * len(FIELDS_V1)))  # a malformed row: skipped, never deleted
+    out.write_text("\n".join(old) + "\n")
+    before = ResultStore(out).table()
+    assert len(before) == 1 and before[0]["replay_makespan_s"] is None
     run = run_sweep(path, report=False)
     assert (run.reused, run.computed) == (1, 1)
-    assert out.read_text().splitlines()[0] == ",".join(FIELDS)
-    assert len(ResultStore(out)) == 2
+    text = out.read_text().splitlines()
+    assert text[0] == ",".join(FIELDS) and len(text) == 4  # header, old row, junk, new row
+    assert text[2].startswith("junk,")
+    after = {r["key"]: r for r in ResultStore(out).table()}
+    old_row = after[before[0]["key"]]
+    assert {k: old_row[k] for k in ("makespan_s", "cost_usd", "status", "overrides")} == \
+        {k: before[0][k] for k in ("makespan_s", "cost_usd", "status", "overrides")}
+    assert len(after) == 2
