@@ -310,6 +310,9 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
     if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
         model.time_unit = float(db["bound"] or 0.0)
+    elif inst.objective == "served" and inst.horizon_s is None:  # T minimised too: same unit
+        model.time_unit = float(domain_bound(dataclasses.replace(inst, objective="makespan"))
+                                ["bound"] or 0.0)
     obj = model.objective()
     hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
     left = max(0.5, time_limit - (time.perf_counter() - t_start))

@@ -117,3 +117,15 @@ def test_cbc_proves_a_sub_second_makespan_within_the_tolerance():
     assert res.objective == pytest.approx(0.2, rel=1e-12)
     assert res.info["domain_bound"] < 0.2 * (1 - 1e-3)
     assert res.status == "optimal" and res.gap <= 1e-4
+
+
+def test_cbc_proves_a_sub_second_tie_break_of_served_without_a_horizon():
+    """The same for `served` without a horizon (every request served, T minimised): the unit
+    was set for `makespan` only (found by review), and the tie-break ended at gap 1.5e-4."""
+    from helpers import instance, run
+
+    inst = instance([{"name": "m0"}, {"name": "m1"}], [{"prompt_tokens": 100}] * 3,
+                    objective="served")
+    res = run(inst, "milp", time_limit=20)
+    assert res.objective == 3 and res.status == "optimal"
+    assert res.info["tie_break_gap"] <= 1e-4
