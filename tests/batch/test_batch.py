@@ -211,7 +211,9 @@ def test_batch_figures_are_labelled_and_kept_out_of_the_scenarios_bound():
     from planner.report.compare import run_methods
     from planner.sweep.engine import run_point
 
-    sc = make_scenario(PD, REQS, objective="served", horizon_s=100.0)
+    # four prefill replicas: no prefill waits for another, so the releases are exact
+    sc = make_scenario([{**PD[0], "replicas": 4}, PD[1]], REQS, objective="served",
+                       horizon_s=100.0)
     inst = build_instance(load_scenario(sc))
     res = solve(inst, method="batch_fcfs")
     # seconds (0.405), proven against its own bound: not the 4 requests served
@@ -248,3 +250,33 @@ def test_a_mixed_replicas_prefill_pauses_count_each_shared_block_once():
         assert res.info["replicas"]["m#0"]["prefill_pause_s"] == pytest.approx(pause)
         assert res.status == "feasible"
         assert res.bound <= simulate(sc, res.plan).makespan_s
+
+
+def test_no_optimal_claim_where_releases_or_figures_are_estimates():
+    """Found by fuzzing against the replay: (1) a prefix-cache hit shortens a prefill, so whole
+    prompts in the releases put the bound 26 % above the replay (4.8 s against 3.8 s); (2) an
+    estimate with pauses sat below its own bound (1.2 s against 1.3 s, gap shown 0); (3) ten
+    prefills queued on two prefill replicas while the releases assumed none: `optimal` 2.706 s
+    for a replay of 3.745 s. Now releases count tokens outside shared blocks, the figure is at
+    least the bound, and queueing that may happen forbids an optimality claim."""
+    from planner.simulate import simulate
+
+    one = [{"name": "m", "prefill_tokens_per_s": 100.0}]
+    cached = load_scenario(make_scenario(one, [
+        {"prompt_tokens": 100, "output_tokens": 20, "prefix": "B", "prefix_tokens": 100},
+        {"arrival_s": 3.0, "prompt_tokens": 100, "output_tokens": 20, "prefix": "B",
+         "prefix_tokens": 100}], prefix_caching=True))
+    res = solve(cached, method="batch_fcfs")
+    assert res.bound <= simulate(cached, res.plan).makespan_s + 1e-9
+    paused = load_scenario(make_scenario(
+        [{"name": "m", "prefill_tokens_per_s": 500.0, "max_batch_size": 1}],
+        [{"prompt_tokens": 100, "output_tokens": 40}, {"prompt_tokens": 150, "output_tokens": 40}]))
+    res = solve(paused, method="batch_fcfs")
+    assert res.objective >= res.bound == pytest.approx(1.3)
+    queued = load_scenario(make_scenario(
+        [{"name": "p", "role": "prefill", "replicas": 2, "prefill_tokens_per_s": 100.0},
+         {"name": "d", "role": "decode", "max_batch_size": 8}],
+        [{"prompt_tokens": 50, "output_tokens": 10}] * 10))
+    res = solve(queued, method="batch_fcfs")
+    assert res.status == "feasible" and "prefills may queue on p" in res.termination
+    assert res.bound <= simulate(queued, res.plan).makespan_s + 1e-9
