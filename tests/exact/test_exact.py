@@ -739,3 +739,23 @@ def test_an_earlier_bound_passing_the_plan_is_dropped_and_the_domains_kept():
     assert [b for _, _, b in res.history] == pytest.approx([0.15, 0.15, 0.16, 0.16])
     assert [f for _, f, _ in res.history] == pytest.approx([0.25, 0.2, 0.2, 0.2])
     assert res.info["solver_history"][:3] == hist
+
+
+def test_scip_takes_its_safe_settings(caplog):
+    """SCIP's weak dual reductions are off by a parameter string; SCIP refusing it (a renamed
+    parameter) must be said, not silently undo the fix."""
+    from planner.exact._backends import ortools_mip
+
+    inst = instance([{"name": "m0"}, {"name": "m1"}], [{"prompt_tokens": 100}] * 3)
+    with caplog.at_level(logging.WARNING):
+        run(inst, "milp_ortools", num_workers=1)
+    assert not any("refused its settings" in r.message for r in caplog.records)
+    bad = (("misc/no_such_parameter", "FALSE"),)
+    orig = ortools_mip.SCIP_SAFE
+    try:
+        ortools_mip.SCIP_SAFE = bad
+        with caplog.at_level(logging.WARNING):
+            run(inst, "milp_ortools", num_workers=1)
+    finally:
+        ortools_mip.SCIP_SAFE = orig
+    assert any("refused its settings" in r.message for r in caplog.records)

@@ -50,8 +50,12 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     s.SetTimeLimit(int(budget * 1000))
     s.SetNumThreads(max(1, num_workers))
     if solver.upper() == "SCIP":
-        s.SetSolverSpecificParametersAsString(f"randomization/randomseedshift = {seed}\n"
-                                              + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
+        ok = s.SetSolverSpecificParametersAsString(
+            f"randomization/randomseedshift = {seed}\n"
+            + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
+        if not ok:  # a renamed parameter in a new SCIP would silently undo the safe setting
+            log.warning("SCIP refused its settings (%s): its proofs may be less safe",
+                        ", ".join(f"{k} = {v}" for k, v in SCIP_SAFE))
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, rel_gap)
     translate_s = clock()
