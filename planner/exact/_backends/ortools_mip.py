@@ -38,6 +38,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     from ortools.linear_solver import pywraplp
 
     clock = Clock()
+    scip_unsafe = False
     s = pywraplp.Solver.CreateSolver(solver.upper())
     if s is None:
         return SolveOutcome("error", None, None, None, f"OR-Tools has no solver {solver}")
@@ -54,8 +55,9 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
             f"randomization/randomseedshift = {seed}\n"
             + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
         if not ok:  # a renamed parameter in a new SCIP would silently undo the safe setting
-            log.warning("SCIP refused its settings (%s): its proofs may be less safe",
-                        ", ".join(f"{k} = {v}" for k, v in SCIP_SAFE))
+            log.warning("SCIP refused its settings (random seed shift %s, %s): its bound is not "
+                        "used", seed, ", ".join(f"{k} = {v}" for k, v in SCIP_SAFE))
+            scip_unsafe = True
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, rel_gap)
     translate_s = clock()
@@ -77,6 +79,10 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
         bound = None
     if st == "optimal" and bound is None:
         bound = f
+    if scip_unsafe:  # its proofs were found wrong without the safe settings: no bound from it
+        st = "feasible" if st == "optimal" else st
+        bound = None
+        word += ", its settings refused: no bound used"
     timed = solve_s >= 0.97 * budget
     term = f"{solver.upper()}: {word}" + (" (time limit reached)" if timed and st != "optimal" else "")
     t_end = clock()
