@@ -101,6 +101,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 1
     print(f"report written: {paths['html']} (numbers: {paths['csv']}, {paths['json']}; plans: "
           f"{paths['plans']}/)")
+    for note in data.get("notes") or []:
+        print(f"note: {note}", file=sys.stderr)
     if not any(r["status"] in SOLVED for r in data["table"]):
         # plans were written (their figures, their replay) but none is a solution: the exit of
         # `solve` for the same outcome

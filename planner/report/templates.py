@@ -70,6 +70,8 @@ in {{ data.total_wall_s | num }} s. Numbers: <code>{{ files.csv }}</code>, <code
 bound {{ data.best_bound | num }}{% if data.best_bound is none %} (no exact method proved one){% endif %}.
 Peak link utilisation and KV memory-time use are shares of the plan's period
 ({{ "horizon" if sc.horizon_s else "makespan" }}).</p>
+{% for n in data.notes or [] %}<p class="meta"><b>Note:</b> {{ n }}.</p>
+{% endfor %}
 {% if failed %}
 <div class="note"><b>Methods without a plan</b><ul>
 {% for m in failed %}<li class="bad">{{ m.method }}: {{ m.status | replace("_", " ") }}{% if m.termination %}: {{ m.termination }}{% endif %}</li>{% endfor %}
