@@ -71,7 +71,7 @@ PositiveFloat = Field(default=None, gt=0)
 class ClusterSpec(_Spec):
     name: str = Field(min_length=1)
     role: Literal["prefill", "decode", "mixed"]
-    replicas: int = Field(gt=0, le=100_000)
+    replicas: int = Field(gt=0, le=100_000, strict=True)  # "2" is a typo, not a count
     accelerator: str | None = None
     # per-replica overrides of the accelerator card
     prefill_tokens_per_s: float | None = Field(default=None, gt=0)

@@ -118,3 +118,22 @@ def test_bounds_keep_the_edges_legal():
         -(2**31 - 1)]
     assert load_scenario(_cluster(cost_per_hour=1e9, max_batch_size=10**6)).clusters[0] \
         .max_batch_size == 10**6
+
+
+def test_replicas_given_as_a_string_is_an_error(tmp_path):
+    """Found by review: `replicas: "2"` was read as 2 (while `replicas: true` was refused): a
+    count quoted by mistake is reported, not guessed."""
+    import yaml
+    from factory import make_scenario
+
+    from planner import load_scenario
+    from planner.scenario.errors import ScenarioError
+
+    doc = make_scenario([{"name": "m"}], [{"prompt_tokens": 10}])
+    doc["datacenters"][0]["clusters"][0]["replicas"] = "2"
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(f)
+    assert str(err.value) == (f"{f}: datacenters[0].clusters[0].replicas: Input should be a "
+                              "valid integer ('2')")
