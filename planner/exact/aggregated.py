@@ -274,6 +274,7 @@ OPEN_SET_SCIP_S = 10.0  # at most this long for SCIP's set (its incumbent is kep
 OPEN_SET_ROUNDS = 4
 ROUNDING_MARGIN = 0.002  # the first cap on T of the class LP, below the horizon (measured: 0.1 %)
 OPEN_SET_SHARE = 0.8
+FIRST_SET_SHARE = 0.6  # of the time left, for placing the first set (a rounding overrun needs a second LP)
 
 
 def coarse_keys(inst: Instance) -> ClassKeys:
@@ -400,7 +401,7 @@ def open_set_plan(inst: Instance, ck: ClassKeys, max_classes: int, time_limit: f
         if any((mask == m).all() for m in tried):
             continue
         tried.append(mask)
-        share = 1.0 / (len(margins) - k)
+        share = max(1.0 / (len(margins) - k), FIRST_SET_SHARE if k == 0 else 0.0)
         t_place = time.perf_counter()
         plan, more = place_within(inst, mask, max_classes,
                                   share * (t_end - time.perf_counter()), num_workers, seed)
