@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from planner.api import as_instance, check_time_limit, evaluate, solve
 from planner.catalog import check_models_dir
 from planner.metrics import arrival_notes, unplaceable
-from planner.plan import SOLVED, plan_to_dict, read_plan_file, write_json_atomic
+from planner.plan import SOLVED, fmt, plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
 from planner.report.io import check_output, dumps
 from planner.scenario.errors import InputError, Problem
@@ -35,12 +35,6 @@ def _options(pairs: list[str]) -> dict[str, Any]:
             raise InputError("--option", [Problem("--option", "expected key=value", item)])
         out[key.strip()] = value.strip()
     return out
-
-
-def _fmt(x: float | None, unit: str = "") -> str:
-    if x is None:
-        return "-"
-    return f"{x:.6g}{unit}"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -85,7 +79,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     what, unit = ((f"batch {batch} of the decode replicas", "s") if batch else
                   (sc.objective, {"makespan": "s", "cost": "$", "served": "requests"}[sc.objective]))
     print(f"{args.method}: status {result.status}, objective ({what}, {unit}) "
-          f"{_fmt(result.objective)}, bound {_fmt(result.bound)}, gap {_fmt(result.gap)}, "
+          f"{fmt(result.objective)}, bound {fmt(result.bound)}, gap {fmt(result.gap)}, "
           f"{result.wall_s:.3f} s" + (f" [{result.termination}]" if result.termination else ""))
     if result.plan is None:
         print(f"no plan written: {result.termination or result.status}", file=sys.stderr)

@@ -102,13 +102,14 @@ class Result:
         the scenario's objective, with :meth:`scenario_claims`)."""
         if self.objective_name is None:
             return self.termination
-        mine = (f"{self.objective_name} {_fmt(self.objective)} s, bound {_fmt(self.bound)} s, "
-                f"gap {_fmt(self.gap)}, {self.status}")
+        mine = (f"{self.objective_name} {fmt(self.objective)} s, bound {fmt(self.bound)} s, "
+                f"gap {fmt(self.gap)}, {self.status}")
         return "; ".join(t for t in (self.termination, mine) if t)
 
 
-def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.6g}"
+def fmt(x: float | None) -> str:
+    """A figure for a line of text: 6 significant digits, "-" for none (or NaN)."""
+    return "-" if x is None or x != x else f"{float(x):.6g}"
 
 
 def relative_gap(objective: float | None, bound: float | None, sense: str = "min") -> float | None:

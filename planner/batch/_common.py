@@ -46,18 +46,16 @@ class ReplicaJobs:
     step_s: float
     cap_tokens: int
     bcap: int
-    info: dict = field(default_factory=dict)
+    arrival_s: np.ndarray
+    own_pause_s: np.ndarray  # each job's own prefill on this replica (in its release)
     # seconds this replica spends prefilling its own requests (a mixed cluster prefills a
     # request on the replica that decodes it, pausing the batch): not in the schedule's units
     pause_s: float = 0.0
-    arrival_s: np.ndarray | None = None
-    own_pause_s: np.ndarray | None = None  # each job's own prefill on it (in its release)
+    info: dict = field(default_factory=dict)
 
-    def delay_s(self) -> np.ndarray | float:
+    def delay_s(self) -> np.ndarray:
         """What the other jobs' prefills on this replica can add to each job's end: at most
         their sum (a job's own prefill is in its release)."""
-        if self.own_pause_s is None:
-            return self.pause_s
         return self.pause_s - self.own_pause_s
 
     def __len__(self) -> int:
@@ -73,8 +71,7 @@ class ReplicaJobs:
         area = float((self.D * (self.P + (self.D + 1) / 2.0)).sum())
         mem = r0 + area / self.cap_tokens * st
         # the replica's own prefills and its decode steps take turns, from the first arrival
-        a0 = float(self.arrival_s.min()) if self.arrival_s is not None else r0
-        busy = a0 + self.pause_s + math.ceil(float(self.D.sum()) / self.bcap) * st
+        busy = float(self.arrival_s.min()) + self.pause_s + math.ceil(float(self.D.sum()) / self.bcap) * st
         return max(own, count, mem, busy)
 
 
@@ -96,32 +93,36 @@ def placement(inst: Instance, method: str, time_limit: float | None) -> Plan:
     return res.plan.copy()
 
 
-def release_times(inst: Instance, plan: Plan) -> np.ndarray:
+def _transfer(inst: Instance, pre: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: the links its KV crosses from ``pre`` to ``dec`` (none within a cluster),
+    and its transfer alone over the route's slowest link."""
+    if not inst.n_links:
+        return np.zeros((pre.size, 0), bool), np.zeros(pre.size)
+    inc = inst.pair_links[pre * inst.n_clusters + dec].astype(bool) & (pre != dec)[:, None]
+    slow = np.where(inc, 1.0 / inst.bandwidth_Bps[None, :], 0.0).max(axis=1)
+    return inc, inst.kv_bytes * slow
+
+
+def release_times(inst: Instance, plan: Plan, covered: np.ndarray) -> np.ndarray:
     """Earliest decode start of each request if it waited for nothing: arrival + prefill of the
-    tokens outside shared prefix blocks (the replay's cache may hold the rest: charging whole
-    prompts put the bound 26 % above a replay; found by review) + its transfer alone over the
-    route's slowest link + the route latency."""
+    tokens outside shared prefix blocks (``covered``, from :func:`shared_blocks`: the replay's
+    cache may hold them; charging whole prompts put the bound 26 % above a replay; found by
+    review) + its transfer alone over the route's slowest link + the route latency."""
     pre = np.maximum(plan.prefill, 0)
     dec = np.maximum(plan.decode, 0)
-    _, _, _, covered = shared_blocks(inst)
     t = inst.arrival_s + prefill_seconds(inst, inst.prompt_tokens - covered, pre)
-    if inst.n_links:
-        c = inst.n_clusters
-        inc = inst.pair_links[pre * c + dec].astype(bool)
-        inv = np.where(inc, 1.0 / inst.bandwidth_Bps[None, :], 0.0).max(axis=1)
-        t = t + np.where(pre != dec, inst.kv_bytes * inv, 0.0)
-    return t + inst.route_latency_s[pre, dec]
+    return t + _transfer(inst, pre, dec)[1] + inst.route_latency_s[pre, dec]
 
 
 def replica_jobs(inst: Instance, plan: Plan) -> list[ReplicaJobs]:
     """Decoding requests of every decode cluster dealt to its replicas in arrival order, each to
     the replica with the least committed tokens (prompt + output)."""
-    rel = release_times(inst, plan)
     out: list[ReplicaJobs] = []
     # what a replica must prefill of its own requests: every token outside shared prefix blocks,
     # and each shared block once (with caching the replay skips what its cache holds: counting
     # whole prompts made a 1-s replay a 32-s bound; found by review)
     ptr, bidx, btok, covered = shared_blocks(inst)
+    rel = release_times(inst, plan, covered)
     suffix = inst.prompt_tokens - covered
     entry_owner = np.repeat(np.arange(inst.n_requests), np.diff(ptr))
     decoding = (plan.prefill >= 0) & (plan.decode >= 0) & (inst.output_tokens > 0)
@@ -141,25 +142,30 @@ def replica_jobs(inst: Instance, plan: Plan) -> list[ReplicaJobs]:
             which[i] = k
             heapq.heappush(load, (lo + s, k))
         bmax = int(inst.max_batch[c])
+        # prefilled on the replica that decodes it (the mixed path): each pauses the others'
+        # decoding; the shared blocks its own requests hold, once per replica
+        own = plan.prefill[rows] == c
+        replica_of = np.full(inst.n_requests, -1, np.int64)
+        replica_of[rows[own]] = which[own]
+        held = replica_of[entry_owner] if bidx.size else np.zeros(0, np.int64)
+        pairs = np.unique(np.stack([held[held >= 0], bidx[held >= 0]]), axis=1)
+        block_tok = np.bincount(pairs[0], weights=btok[pairs[1]], minlength=nrep) \
+            if pairs.size else np.zeros(nrep)
+        mine_all = np.where(own, prefill_seconds(inst, suffix[rows], c), 0.0)
         for k in range(nrep):
-            req = rows[which == k]
-            # prefilled on this replica (the mixed path): each pauses the others' decoding
-            own = plan.prefill[req] == c
-            mine = np.where(own, prefill_seconds(inst, suffix[req], c), 0.0) \
-                if req.size else np.zeros(0)
-            held = np.unique(bidx[np.isin(entry_owner, req[own])]) if bidx.size else bidx
-            blocks_s = float(prefill_seconds(inst, np.array([btok[held].sum()]), c)[0]) \
-                if held.size else 0.0
+            sel = which == k
+            req, mine = rows[sel], mine_all[sel]
+            pause = float(mine.sum()) + float(prefill_seconds(inst, block_tok[k], c))
             out.append(ReplicaJobs(
                 c, k, f"{inst.cluster_names[c]}#{k}", req,
                 inst.prompt_tokens[req].astype(np.int64), inst.output_tokens[req].astype(np.int64),
                 rel[req].astype(np.float64), float(inst.step_full_s[c]),
-                int(inst.kv_capacity_bytes[c] // kv), bmax, pause_s=float(mine.sum()) + blocks_s,
-                arrival_s=inst.arrival_s[req].astype(np.float64), own_pause_s=mine))
+                int(inst.kv_capacity_bytes[c] // kv), bmax,
+                inst.arrival_s[req].astype(np.float64), mine, pause_s=pause))
     return out
 
 
-def releases_exact(inst: Instance, plan: Plan) -> tuple[bool, str]:
+def releases_exact(inst: Instance, plan: Plan, covered: np.ndarray) -> tuple[bool, str]:
     """Whether every decoding request's release is what the replay gives it: no two prefills on
     one cluster overlap (the replay may put them on one replica), no decoding cluster prefills
     for another, no link carries two transfers at once, no prefix-cache hit can shorten a
@@ -168,7 +174,6 @@ def releases_exact(inst: Instance, plan: Plan) -> tuple[bool, str]:
     request's prefill and transfer alone from its arrival."""
     decoding = (plan.prefill >= 0) & (plan.decode >= 0) & (inst.output_tokens > 0)
     served = plan.prefill >= 0
-    _, _, _, covered = shared_blocks(inst)
     if bool((covered[served] > 0).any()):
         return False, "prefix-cache hits may shorten prefills"
     pre = np.maximum(plan.prefill, 0)
@@ -188,12 +193,9 @@ def releases_exact(inst: Instance, plan: Plan) -> tuple[bool, str]:
             # here and pauses its batch
             return False, f"{inst.cluster_names[c]} prefills for another cluster while decoding"
     if inst.n_links:
-        cc = inst.n_clusters
-        dec = np.maximum(plan.decode, 0)
-        moving = decoding & (pre != dec)
-        inc = inst.pair_links[pre * cc + dec].astype(bool) & moving[:, None]
-        slow = np.where(inc, 1.0 / inst.bandwidth_Bps[None, :], 0.0).max(axis=1)
-        t_end = end + inst.kv_bytes * slow
+        inc, moving_s = _transfer(inst, pre, np.maximum(plan.decode, 0))
+        inc &= decoding[:, None]
+        t_end = end + moving_s
         for lk in range(inst.n_links):
             rows = np.flatnonzero(inc[:, lk])
             if rows.size > 1 and _max_overlap(end[rows], t_end[rows]) > 1:
@@ -336,11 +338,11 @@ def build_result(name: str, inst: Instance, plan: Plan, jobs: list[ReplicaJobs],
     obj = max(obj, bound)
     gap = relative_gap(obj, bound)
     paused = sum(j.pause_s for j in jobs)
-    exact_rel, why = releases_exact(inst, plan)
+    exact_rel, why = releases_exact(inst, plan, shared_blocks(inst)[3])
     # the prefill pauses are an estimate, not a schedule, and releases assume no queueing: a
     # replica with pauses, or releases that others may delay, is never optimal
-    opt = all(s == "optimal" for s in statuses) and paused == 0 and exact_rel
-    status = "optimal" if opt or (gap == 0.0 and paused == 0 and exact_rel) else "feasible"
+    status = "optimal" if paused == 0 and exact_rel and (
+        all(s == "optimal" for s in statuses) or gap == 0.0) else "feasible"
     export = export_prefill_s(inst, plan)
     note = "" if exact_rel else f"; releases not exact ({why}): no optimality claimed"
     if paused > 0:
@@ -396,8 +398,7 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
             bound = max(lb, valid_bound)
             ends = st + job.D * job.step_s + job.delay_s()
             got = float(ends.max()) if objective == "makespan" else float(ends.sum())
-            status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 and job.pause_s == 0 \
-                else "feasible"
+            status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 else "feasible"
         starts.append(st)
         statuses.append(status)
         bounds.append(bound)

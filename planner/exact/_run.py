@@ -377,11 +377,9 @@ def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,
         out = dataclasses.replace(out, bound=None, termination=(
             f"{out.termination}; its bound {out.bound:.9g} passes the plan "
             f"{objective:.9g}: not a valid bound, not used"))
-    if not t_only and any(passes(b) for _, _, b in history):
-        # the same for any bound the run reported earlier (the domain's never do)
-        info.setdefault("solver_bound_rejected", max(
-            b for _, _, b in history if passes(b)) if s == "min" else min(
-            b for _, _, b in history if passes(b)))
+    rejected = [b for _, _, b in history if passes(b)] if not t_only else []
+    if rejected:  # the same for any bound the run reported earlier (the domain's never do)
+        info.setdefault("solver_bound_rejected", max(rejected) if s == "min" else min(rejected))
         history = [(t, f, None if passes(b) else b) for t, f, b in history]
     # bounds only tighten: a solver's last word can be below a bound it reported earlier
     seen = [b for _, _, b in history if b is not None] if not t_only else []

@@ -13,7 +13,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from planner.api import check_time_limit
-from planner.report.compare import DEFAULT_TIME_LIMIT, SOLVED, compare
+from planner.plan import SOLVED
+from planner.report.compare import DEFAULT_TIME_LIMIT, compare
 from planner.scenario.errors import InputError, Problem
 
 

@@ -282,8 +282,6 @@ def warm_heuristic(method: str) -> None:
     """A heuristic's one-time start-up (compiled kernels) paid untimed, once per process, as
     `compare` does: the first greedy point of a sweep showed 0.6 s against 0.001 s after (found
     by review). Unknown methods are left to ``solve`` to report."""
-    from planner.registry import get_method
-
     try:
         heuristic = get_method(method).kind == "heuristic"
     except Exception:  # noqa: BLE001

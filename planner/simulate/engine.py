@@ -439,8 +439,7 @@ class Simulator:
             rp = self.pick(p, r, True)
             self.need_pre[r] = self.P[r]
             rp.committed += self.P[r] + self.D[r]
-            self.t_ready[r] = t
-            self.enqueue(rp, r, JOIN, t)
+            self.enqueue(rp, r, JOIN, t)  # ready to decode once its prefill, in a step, ends
         else:
             rp = self.pick(p, r, False)
             self.enqueue(rp, r, EXPORT, t)
@@ -696,8 +695,8 @@ class Simulator:
                         self.pre_rep[r] = rp.index
                         self.t_pre0[r] = t + pause
                     pause += tok * rp.sec_per_tok
-                    if fresh:
-                        self.t_pre1[r] = t + pause
+                    if fresh:  # the mixed path: its decode is ready when this prefill ends
+                        self.t_pre1[r] = self.t_ready[r] = t + pause
                     used += tok
                     n_pre += 1
                     self.need_pre[r] = 0
@@ -715,8 +714,8 @@ class Simulator:
                 heapq.heappush(rp.done, (S + D[r] - g, r, self.jid[r]))
                 if g == 0:
                     rp.pend_first.append(r)
-                if math.isnan(self.t_dec0[r]):
-                    self.t_dec0[r] = t
+                if math.isnan(self.t_dec0[r]):  # after its prefill, when run in this step
+                    self.t_dec0[r] = t if math.isnan(self.t_pre1[r]) else max(t, self.t_pre1[r])
                     self.dec_rep[r] = rp.index
                 thr = cfg.long_threshold_tokens
                 if (cfg.rebalance == "cache_threshold" and not rp.long
@@ -870,11 +869,6 @@ class Simulator:
             tpot = np.where(out > 1, (done_rel - first_rel) / np.maximum(out - 1, 1), np.nan)
         tpot = np.where(np.isfinite(done_t), tpot, np.nan)
         decoding = (np.asarray(self.dec) >= 0) & (out > 0)
-        # on a mixed cluster a request joins the batch with its prefill, run in that step: its
-        # decode is ready and starts at its prefill's end (the join time, arrival or later, read
-        # as "decode ready" before the prefill had run; found by review)
-        mixed = decoding & (np.asarray(self.dec) == np.asarray(self.pre))
-        pre_end_on_mixed = np.where(mixed, f(self.t_pre1, np.float64), np.nan)
         requests = {
             "id": inst.ids.astype(object),
             "arrival_s": arrival,
@@ -887,8 +881,8 @@ class Simulator:
             "decode_replica": f(self.dec_rep, np.int64),
             "prefill_start_s": f(self.t_pre0, np.float64) + t0,
             "prefill_end_s": f(self.t_pre1, np.float64) + t0,
-            "decode_ready_s": np.fmax(f(self.t_ready, np.float64), pre_end_on_mixed) + t0,
-            "decode_start_s": np.fmax(f(self.t_dec0, np.float64), pre_end_on_mixed) + t0,
+            "decode_ready_s": f(self.t_ready, np.float64) + t0,
+            "decode_start_s": f(self.t_dec0, np.float64) + t0,
             "first_token_s": first,
             "completion_s": done_t,
             "ttft_s": first_rel - arr_rel,

@@ -48,6 +48,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     """Solve one point and score its plan; never raises (a failure is a row with its reason)."""
     from planner.api import solve
     from planner.metrics import evaluate_arrays
+    from planner.plan import SOLVED
     from planner.report.compare import warm_heuristic
 
     warm_heuristic(task["method"])  # before the point's clock: the one-time compile is no cost
@@ -74,7 +75,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             d = m.to_dict()
             row.update(
                 # a plan that breaks a hard constraint is not a solution: it claims no objective
-                objective=m.objective if status in ("optimal", "feasible") else None,
+                objective=m.objective if status in SOLVED else None,
                 makespan_s=m.makespan_s, bottleneck=m.bottleneck,
                 cost_usd=m.cost, served=m.served, refused=m.refused,
                 prefix_tokens_reused=m.prefix_tokens_reused,
@@ -93,25 +94,20 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def replay_row(inst: Any, plan: Any) -> dict[str, Any]:
-    """The replay's figures of a plan (:mod:`planner.simulate`, the scenario's own settings),
-    as `compare` summarises them (:func:`planner.report.replay.summarize_replay`): what the
-    fluid figures leave out, arrivals above all (a what-if on the arrival rate moves only
-    these). A replay that fails leaves them empty and says why in ``replay_error``."""
-    from planner.report.replay import summarize_replay
+    """The replay's figures of a plan (:mod:`planner.simulate`, the scenario's own settings,
+    from its summary): what the fluid figures leave out, arrivals above all (a what-if on the
+    arrival rate moves only these). A replay that fails leaves them empty and says why in
+    ``replay_error``."""
     from planner.simulate import simulate
 
     try:
-        st = summarize_replay(simulate(inst, plan))["stats"]
+        s = simulate(inst, plan).summary()
     except Exception as exc:  # noqa: BLE001 - the solve's row stands without its replay
         return {"replay_error": f"{type(exc).__name__}: {exc}"}
-
-    def count(key: str) -> int | None:
-        return None if st.get(key) is None else int(st[key])
-
-    return {"replay_makespan_s": st.get("makespan_s"), "replay_completed": count("completed"),
-            "ttft_p50_s": st.get("ttft_s_p50"), "ttft_p99_s": st.get("ttft_s_p99"),
-            "tpot_p99_s": st.get("tpot_s_p99"), "e2e_p99_s": st.get("latency_s_p99"),
-            "preemptions": count("preemptions"), "goodput_fraction": st.get("goodput_fraction")}
+    return {"replay_makespan_s": s["makespan_s"], "replay_completed": s["completed"],
+            "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
+            "tpot_p99_s": s["tpot_s"]["p99"], "e2e_p99_s": s["e2e_s"]["p99"],
+            "preemptions": s["preemptions"], "goodput_fraction": s["goodput_fraction"]}
 
 
 Tasks = list[dict[str, Any]]

@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from planner.report.compare import SOLVED
+from planner.plan import SOLVED, fmt
 from planner.report.figures import PALETTE, TEMPLATE
 from planner.report.io import write_text_atomic
 from planner.report.render import Charts, render_page
@@ -172,8 +172,8 @@ def write_sweep_report(sw: Sweep, table: list[dict[str, Any]], html: Path, resul
             best = g.loc[g["objective"].idxmax() if sense_max else g["objective"].idxmin()]
             best_rows.append([str(point), str(best["method"]), f"{best['objective']:.6g}",
                               f"{best['makespan_s']:.6g}", f"{best['cost_usd']:.6g}",
-                              str(int(best["served"])), _g(best.get("replay_makespan_s")),
-                              _g(best.get("ttft_p99_s"))])
+                              str(int(best["served"])), fmt(best.get("replay_makespan_s")),
+                              fmt(best.get("ttft_p99_s"))])
     if not df.empty:
         for _, r in df[~df["status"].isin(SOLVED)].iterrows():
             failures.append(f"{r['point']} / {r['method']}: {r['status']}: {r['termination']}")
@@ -187,10 +187,6 @@ def write_sweep_report(sw: Sweep, table: list[dict[str, Any]], html: Path, resul
                                            "replay makespan (s)", "TTFT p99 (s)"],
         best_rows=best_rows, failures=failures[:200], meta=json.dumps({"file": str(sw.file)}))
     return write_text_atomic(html, text)
-
-
-def _g(x: Any) -> str:
-    return "-" if x is None or (isinstance(x, float) and x != x) else f"{float(x):.6g}"
 
 
 def _product(sw: Sweep) -> int:

@@ -129,10 +129,9 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
 
     clock = Clock()
     info: dict[str, Any] = {}
-    nnz = sum(r.idx.size for r in buf.rows)
-    if CPSAT_LOAD_S_PER_NNZ * nnz > time_limit:
-        # the translation alone would pass the limit, and nothing stops it midway
-        est = CPSAT_LOAD_S_PER_NNZ * nnz
+    nnz = buf.nnz
+    est = CPSAT_LOAD_S_PER_NNZ * nnz
+    if est > time_limit:  # the translation alone would pass the limit, and nothing stops it
         return SolveOutcome("no_solution", None, None, None,
                             f"CP-SAT not started: its {nnz} nonzeros take about {est:.3g} s to "
                             f"translate, {time_limit:.3g} s of the limit were left",

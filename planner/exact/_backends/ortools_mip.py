@@ -132,7 +132,7 @@ def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
     from ortools.linear_solver import pywraplp
 
     clock = Clock()
-    nnz = sum(r.idx.size for r in buf.rows)
+    nnz = buf.nnz
     if time_limit < LP_LOAD_S_PER_NNZ * nnz + LP_MIN_S:
         log.info("LP relaxation: %.2f s is too short to load %d nonzeros and solve", time_limit, nnz)
         return "no_solution", None, None, None
@@ -186,11 +186,8 @@ def mathopt_proto(buf: RowBuffer, obj: Objective, T: int) -> Any:
                         [r.idx.size for r in rows])
         cid = np.concatenate([r.idx for r in rows]).astype(np.int64)
         val = np.concatenate([r.coef for r in rows]).astype(np.float64)
-        key = rid * n + cid
-        order = np.argsort(key, kind="stable")
-        key, val = key[order], val[order]
-        uk, start = np.unique(key, return_index=True)
-        sums = np.add.reduceat(val, start) if uk.size else val
+        uk, inv = np.unique(rid * n + cid, return_inverse=True)  # sorted: row-major
+        sums = np.bincount(inv, weights=val, minlength=uk.size)
         keep = sums != 0
         mat = proto.linear_constraint_matrix
         mat.row_ids.extend((uk[keep] // n).tolist())

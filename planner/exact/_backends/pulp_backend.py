@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.exact._backends.rows import (
+    PREPROCESS_INFEASIBLE,
     Clock,
     RowBuffer,
     SolveOutcome,
@@ -49,7 +50,6 @@ def cbc_threads(n_integer: int, num_workers: int) -> int:
 # (130 k variables) `-sec 1` ran over 9 minutes. Past its limit plus this grace (seconds, and
 # this share of the limit) it is interrupted (SIGINT: CBC stops and writes what it has), and
 # killed CBC_KILL_S later.
-PREPROCESS_INFEASIBLE = "Pre-processing says infeasible"  # CBC's log line (not a proof)
 PULP_CHECK_ROWS = 2000  # rows between checks of the translation's pace against the limit
 CBC_GRACE_S = 1.0
 CBC_GRACE_SHARE = 0.05

@@ -56,6 +56,11 @@ class RowBuffer:
             [r for k, r in enumerate(self.rows) if k not in drop_rows]
         return out
 
+    @property
+    def nnz(self) -> int:
+        """Nonzeros of the rows (what a backend's translation time scales with)."""
+        return sum(r.idx.size for r in self.rows)
+
     def add_row(self, terms: Terms, lo: float, hi: float, kind: str) -> None:
         idx = np.fromiter((t[0] for t in terms), np.int64, len(terms))
         coef = np.fromiter((t[1] for t in terms), np.float64, len(terms))
@@ -151,6 +156,9 @@ def _high(txt: str) -> float:
 _CBC_GAP_EXIT = re.compile(r"Exiting as integer gap of (-?[\d.eE+-]+)")
 
 
+PREPROCESS_INFEASIBLE = "Pre-processing says infeasible"  # CBC's log line (not a proof)
+
+
 def cbc_cutoff_margin(f: float) -> float:
     """How far below the incumbent ``f`` CBC may prune: its cutoff is the incumbent less at most
     1e-7 |f| less CbcCutoffIncrement (1e-5 by default), less another 2e-5 near an integer
@@ -221,7 +229,7 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
             out["result"] = line[len("Result - "):].strip()
         elif line.startswith("Problem is infeasible"):  # presolve's proof: no "Result" line
             out["result"] = "Infeasible (presolve)"
-        elif line.startswith("Pre-processing says infeasible"):  # not a proof: seen wrong
+        elif line.startswith(PREPROCESS_INFEASIBLE):  # not a proof: seen wrong
             out["result"] = "pre-processing says infeasible or unbounded (not trusted)"
         elif line.startswith("Objective value:"):
             out["objective"] = float(line.split(":")[1])
