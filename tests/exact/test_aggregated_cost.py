@@ -92,3 +92,30 @@ def test_aggregated_cost_closes_a_cluster_the_coarse_set_did_not_need():
     assert ": fast,slow" in note and "without slow" in note, note
     assert {inst.cluster_names[c] for c in set(res.plan.prefill.tolist())} == {"fast"}, note
     assert res.objective == pytest.approx(OPTIMUM, rel=1e-9) and res.status == "optimal"
+
+
+def test_drop_clusters_swaps_a_dear_cluster_for_a_cheaper_one_when_none_can_close():
+    """Four 1000 tok/s clusters at $1, $1, $2 and $1.5 per hour; the work (240 k tokens within
+    150 s) needs two of them (150 k each). A plan on the $1 and $2 ones can close neither; the
+    swap with the largest saving, $2 -> the closed $1 one, holds the work: $2/h, the cheapest
+    pair (the covering optimum)."""
+    import time
+
+    import numpy as np
+
+    from planner.exact.aggregated import drop_clusters
+    from planner.plan import Plan
+
+    clusters = [{"name": "a", "cost_per_hour": 1.0}, {"name": "b", "cost_per_hour": 1.0},
+                {"name": "c", "cost_per_hour": 2.0}, {"name": "d", "cost_per_hour": 1.5}]
+    n = REQUEST_LEVEL_MAX + 400
+    inst = instance(clusters, [{"prompt_tokens": 240_000 // n}] * n, objective="cost",
+                    horizon_s=HORIZON)
+    pre = np.where(np.arange(n) % 2 == 0, 0, 2)  # a and c
+    start = Plan(pre, np.full(n, -1))
+    assert evaluate_arrays(inst, start).feasible
+    plan, notes = drop_clusters(inst, start, 1500, time.perf_counter() + 20, 1.0, 1, 0)
+    used = {inst.cluster_names[c] for c in set(plan.prefill.tolist())}
+    assert used == {"a", "b"}, notes
+    assert "without c, with b" in " ".join(notes), notes
+    assert evaluate_arrays(inst, plan).objective == pytest.approx(2.0 * HORIZON / 3600, rel=1e-9)
