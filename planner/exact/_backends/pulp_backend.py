@@ -158,32 +158,42 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     name = solver.upper()
     budget = max(1.0, time_limit - clock())  # the limit counts the translation above
     info: dict[str, Any] = {}
-    if name in ("CBC", "PULP_CBC_CMD"):
+    cbc = name in ("CBC", "PULP_CBC_CMD")
+    if cbc:
         # CBC stops at a gap of its own measure, printed rounded: told rel_gap it stopped a
         # 4-request optimum at 1.09e-4 by ours (found by review); a tenth tighter lands within
         rel_gap = float(rel_gap) * CBC_GAP_SHARE
         threads = cbc_threads(sum(v.integer for v in buf.vars), num_workers)
         info["cbc_threads"] = threads
-        s = pulp.PULP_CBC_CMD(msg=False, timeLimit=budget, threads=threads,
-                              gapRel=rel_gap, warmStart=bool(hint), logPath=str(log_path),
-                              options=[f"randomCbcSeed {max(1, seed)}"])
-    else:
-        s = pulp.getSolver(solver, msg=False, timeLimit=budget, gapRel=rel_gap,
-                           warmStart=bool(hint), threads=num_workers)
-    s.tmpDir = tmp  # its files, and so its command line, name our folder: the guard's tag
-    t0 = clock()
     grace = CBC_GRACE_S + CBC_GRACE_SHARE * budget
-    with overrun_guard(tmp, time.monotonic() + budget + grace) as overrun:
-        try:
-            code = prob.solve(s)
-        except pulp.PulpSolverError as exc:
-            _remove(tmp)
-            if overrun:
-                return SolveOutcome("no_solution", None, None, None,
-                                    f"{solver}: did not stop at its {budget:.3g} s time limit; "
-                                    f"stopped {grace:.3g} s after it, no plan read")
-            return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
-    if (name in ("CBC", "PULP_CBC_CMD") and log_path.exists() and not overrun
+
+    def run(limit: float, extra: list[str]) -> tuple[Any, bool, SolveOutcome | None]:
+        """One solver call within ``limit`` seconds: (PuLP's code, overran, error outcome)."""
+        if cbc:
+            s = pulp.PULP_CBC_CMD(msg=False, timeLimit=limit, threads=threads, gapRel=rel_gap,
+                                  warmStart=bool(hint), logPath=str(log_path),
+                                  options=[f"randomCbcSeed {max(1, seed)}", *extra])
+        else:
+            s = pulp.getSolver(solver, msg=False, timeLimit=limit, gapRel=rel_gap,
+                               warmStart=bool(hint), threads=num_workers)
+        s.tmpDir = tmp  # its files, and so its command line, name our folder: the guard's tag
+        with overrun_guard(tmp, time.monotonic() + limit + grace) as over:
+            try:
+                return prob.solve(s), bool(over), None
+            except pulp.PulpSolverError as exc:
+                _remove(tmp)
+                if over:
+                    return None, True, SolveOutcome(
+                        "no_solution", None, None, None,
+                        f"{solver}: did not stop at its {limit:.3g} s time limit; "
+                        f"stopped {grace:.3g} s after it, no plan read")
+                return None, False, SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+
+    t0 = clock()
+    code, overrun, failed = run(budget, [])
+    if failed is not None:
+        return failed
+    if (cbc and log_path.exists() and not overrun
             and PREPROCESS_INFEASIBLE in log_path.read_text(errors="replace")):
         # CBC's pre-processing called a feasible model infeasible (found by review: a horizon
         # exactly at the fastest makespan; SCIP and CP-SAT prove the optimum): solve it again
@@ -194,16 +204,9 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
             if hint:  # the first run's solution file overwrote the start values
                 for i, val in hint.items():
                     xs[i].setInitialValue(val)
-            s = pulp.PULP_CBC_CMD(msg=False, timeLimit=left, threads=threads, gapRel=rel_gap,
-                                  warmStart=bool(hint), logPath=str(log_path),
-                                  options=[f"randomCbcSeed {max(1, seed)}", "preprocess off"])
-            s.tmpDir = tmp
-            with overrun_guard(tmp, time.monotonic() + left + grace) as overrun:
-                try:
-                    code = prob.solve(s)
-                except pulp.PulpSolverError as exc:
-                    _remove(tmp)
-                    return SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+            code, overrun, failed = run(left, ["preprocess off"])
+            if failed is not None:
+                return failed
     solve_s = clock() - t0
     if overrun:
         info["overrun_stopped"] = True
@@ -217,13 +220,13 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
     f = pulp.value(prob.objective) if has_sol else None
     bound_f = None
     history = []
-    if name in ("CBC", "PULP_CBC_CMD") and log_path.exists():
-        cbc = parse_cbc_log(log_path.read_text(errors="replace"))
-        info["cbc_result"] = cbc["result"]
-        st, bound_f = cbc_bound(cbc, f, rel_gap)
+    if cbc and log_path.exists():
+        parsed = parse_cbc_log(log_path.read_text(errors="replace"))
+        info["cbc_result"] = parsed["result"]
+        st, bound_f = cbc_bound(parsed, f, rel_gap)
         history = [(t, to_problem_units(obj, inc, False), to_problem_units(obj, b, True))
-                   for t, inc, b in cbc["history"]]
-        termination = f"CBC: {cbc['result'] or status}"
+                   for t, inc, b in parsed["history"]]
+        termination = f"CBC: {parsed['result'] or status}"
     else:
         # other solvers: PuLP's word only; "Optimal" at the time limit is not trusted
         timed_out = solve_s >= 0.97 * budget
