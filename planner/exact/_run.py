@@ -18,7 +18,7 @@ from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_uni
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays, kv_misfits, unplaceable
+from planner.metrics import Metrics, evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
 from planner.scenario.errors import InputError, OptionError, Problem
 
@@ -219,23 +219,23 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
 
 def improved_start(inst: Instance, items, starts: list[Plan | None], bound: float,
                    rel_gap: float, time_limit: float, seed: int, info: dict[str, Any]
-                   ) -> Plan | None:
+                   ) -> tuple[Plan | None, Metrics | None]:
     """The best of the starts after the local search of :mod:`planner.exact.improve`, aimed at
-    ``bound * (1 + rel_gap / 2)``."""
+    ``bound * (1 + rel_gap / 2)``, and its figures."""
     from planner.exact.improve import improve_makespan
 
     model = PlacementModel(inst, items, symmetry=False)
-    best, best_obj = None, None
+    best, best_m = None, None
     per = time_limit / max(1, sum(p is not None for p in starts))
     for p in starts:
         if p is None:
             continue
         q = improve_makespan(model, p, bound * (1 + rel_gap / 2), per, seed)
-        obj = evaluate_arrays(inst, q).objective
-        if best_obj is None or obj < best_obj:
-            best, best_obj = q, obj
-    info["improved_objective"] = best_obj
-    return best
+        m = evaluate_arrays(inst, q)
+        if best_m is None or m.objective < best_m.objective:
+            best, best_m = q, m
+    info["improved_objective"] = best_m.objective if best_m is not None else None
+    return best, best_m
 
 
 Solver = Callable[[RowBuffer, Any, int, dict[int, float] | None, float], SolveOutcome]
@@ -251,9 +251,10 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
     warm, warm_note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
     history: list[tuple[float, float | None, float | None]] = []
-    warm_obj = None
+    # the start and its figures, each plan scored once
+    warm_m = evaluate_arrays(inst, warm) if warm is not None else None
+    warm_obj = warm_m.objective if warm_m is not None else None
     if warm is not None:
-        warm_obj = evaluate_arrays(inst, warm).objective
         history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))
     info["warm_start"] = warm_note
     info["rel_gap"] = float(opts.get("rel_gap", COMMON["rel_gap"]))
@@ -274,8 +275,8 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if inst.objective == "cost":  # the solver's unit of money: a lower bound of the optimum
         model.cost_unit = float(db["bound"] or 0.0)
     t_ub = trivial_t_ub(model)
-    if warm is not None and inst.objective == "makespan":
-        t_ub = min(t_ub, evaluate_arrays(inst, warm).makespan_s * (1 + 1e-6) + 1e-9)
+    if warm_m is not None and inst.objective == "makespan":
+        t_ub = min(t_ub, warm_m.makespan_s * (1 + 1e-6) + 1e-9)
     buf = RowBuffer()
     v = model.build(buf, t_ub)
     info["build_s"] = time.perf_counter() - t0
@@ -293,20 +294,20 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if (opts.get("improve", True) and inst.objective == "makespan" and items.n_blocks == 0):
         t_imp = time.perf_counter()
-        plain = warm
+        plain = warm, warm_m
         left = time_limit - (time.perf_counter() - t_start)
-        warm = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
-                              max(0.0, min(5.0, 0.08 * time_limit, 0.25 * left)),
-                              int(opts.get("seed", 0)), info)
+        warm, warm_m = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
+                                      max(0.0, min(5.0, 0.08 * time_limit, 0.25 * left)),
+                                      int(opts.get("seed", 0)), info)
         info["improve_s"] = time.perf_counter() - t_imp
-        if warm is not None and not feasible(inst, warm):  # never start from a plan the model bars
+        if warm_m is not None and not warm_m.feasible:  # never start from a plan the model bars
             info["improved_objective"] = None
-            warm = plain
+            warm, warm_m = plain
         if warm is not None:
             history.append((time.perf_counter() - t_start, info["improved_objective"], db["bound"]))
     info["prep_s"] = time.perf_counter() - t0  # LP bound, local search
-    if warm is not None and inst.objective == "makespan":  # the improved start caps T lower
-        t_ub = min(t_ub, evaluate_arrays(inst, warm).makespan_s * (1 + 1e-6) + 1e-9)
+    if warm_m is not None and inst.objective == "makespan":  # the improved start caps T lower
+        t_ub = min(t_ub, warm_m.makespan_s * (1 + 1e-6) + 1e-9)
         buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
     if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
         model.time_unit = float(db["bound"] or 0.0)
@@ -334,16 +335,17 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
                        for t, inc, b in solver_hist]
     history += solver_hist
 
-    plan = None
+    plan, objective = None, None
     if out.value is not None:
         plan = model.plan_of_values(out.value)
-        if not feasible(inst, plan):
+        m = evaluate_arrays(inst, plan)
+        if m.feasible:
+            objective = m.objective
+        else:
             log.warning("%s: the solver's plan exceeds the horizon in floats", method)
             plan = None
-    objective = evaluate_arrays(inst, plan).objective if plan is not None else None
-    start_obj = evaluate_arrays(inst, warm).objective if warm is not None else None
-    if warm is not None and (objective is None or better(inst, start_obj, objective)):
-        plan, objective = warm, start_obj
+    if warm_m is not None and (objective is None or better(inst, warm_m.objective, objective)):
+        plan, objective = warm, warm_m.objective
         info["plan_from"] = "warm_start" if "improved_objective" not in info else "improved_start"
     else:
         info["plan_from"] = "solver"
