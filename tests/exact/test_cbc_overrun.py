@@ -57,3 +57,39 @@ def test_milp_returns_the_warm_start_when_cbc_overruns(tmp_path, monkeypatch):
     assert res.status == "feasible" and res.plan is not None and res.info["plan_from"] == "warm_start"
     assert "did not stop at its" in res.termination
     assert res.objective == pytest.approx(solve(inst, method="greedy").objective)
+
+
+def test_a_retry_without_pre_processing_that_overruns_says_so(tmp_path, monkeypatch):
+    """A stand-in CBC whose first run says its pre-processing found the model infeasible (the
+    run is then repeated without it) and whose second run ignores its time limit: the retry is
+    stopped like the first run would be, and `milp` returns the warm start with the reason (it
+    returned a bare error before)."""
+    import pulp
+
+    from planner.exact._backends.rows import PREPROCESS_INFEASIBLE
+
+    fake = tmp_path / "cbc"
+    fake.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import signal, sys, time
+        args = sys.argv[1:]
+        if "-preprocess" not in args:
+            print({PREPROCESS_INFEASIBLE!r}, flush=True)
+            with open(args[args.index("-solution") + 1], "w") as f:
+                f.write("Infeasible - objective value 0.00000000\\n")
+            sys.exit(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        time.sleep(60)
+        """))
+    fake.chmod(0o755)
+    monkeypatch.setattr(pulp, "PULP_CBC_CMD", lambda **kw: pulp.COIN_CMD(path=str(fake), **kw))
+    monkeypatch.setattr(pulp_backend, "CBC_KILL_S", 0.5)
+    inst = instance([{"name": "a"}, {"name": "b"}], [{"prompt_tokens": 100 * (k + 1)} for k in range(5)])
+    from planner import solve
+
+    t0 = time.monotonic()
+    res = solve(inst, method="milp", time_limit=2, lp_bound=False, improve=False)
+    assert time.monotonic() - t0 < 10
+    assert res.info.get("cbc_preprocess", "").startswith("said infeasible"), res.info
+    assert res.status == "feasible" and res.info["plan_from"] == "warm_start"
+    assert "did not stop at its" in res.termination, res.termination

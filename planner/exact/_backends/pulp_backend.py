@@ -186,8 +186,9 @@ def solve_pulp(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | 
                     return None, True, SolveOutcome(
                         "no_solution", None, None, None,
                         f"{solver}: did not stop at its {limit:.3g} s time limit; "
-                        f"stopped {grace:.3g} s after it, no plan read")
-                return None, False, SolveOutcome("error", None, None, None, f"{solver}: {exc}")
+                        f"stopped {grace:.3g} s after it, no plan read", [], info)
+                return None, False, SolveOutcome("error", None, None, None, f"{solver}: {exc}",
+                                                 [], info)
 
     t0 = clock()
     code, overrun, failed = run(budget, [])
