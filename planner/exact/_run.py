@@ -128,6 +128,39 @@ def unplaceable_result(inst: Instance, method: str, history: list, info: dict[st
         f"holds {most}; only the served objective with a horizon may refuse them"))
 
 
+# a domain bound past the horizon by more than this share proves that no plan fits it (the
+# evaluator allows 1e-9 over the horizon; the rest covers the bound's float sums)
+HORIZON_PROOF_MARGIN = 1e-6
+
+
+def beyond_horizon(inst: Instance, db: dict[str, Any]) -> str | None:
+    """Why no plan fits the horizon, when a bound proves it (found by review: a 2,000-request
+    scenario whose KV memory-time alone needs 64.9 s against a 58.5-s horizon ran every exact
+    method to its time limit and reported ``timeout_no_solution``): under ``makespan`` a lower
+    bound on T past the horizon; under ``cost`` an infinite covering bound (no set of clusters
+    holds the work within the horizon) or, up to ``HORIZON_PROOF_MAX`` requests, the makespan's
+    domain bound past it. None otherwise (``served`` may always refuse)."""
+    h, b = inst.horizon_s, db.get("bound")
+    if h is None or b is None or inst.objective == "served":
+        return None
+    h = float(h)
+    if inst.objective == "cost":
+        if math.isinf(b):
+            return (f"no plan fits the horizon: no set of clusters holds the work within "
+                    f"{h:.6g} s ({db.get('by')})")
+        if inst.n_requests > HORIZON_PROOF_MAX:
+            return None
+        db = domain_bound(dataclasses.replace(inst, objective="makespan"))
+        b = db["bound"]
+    if b > h * (1 + HORIZON_PROOF_MARGIN):
+        return (f"no plan fits the horizon: every plan's makespan is at least {b:.6g} s "
+                f"(domain bound: {db.get('by')}), the horizon is {h:.6g} s")
+    return None
+
+
+HORIZON_PROOF_MAX = 200_000  # requests: above, cost's check is the covering bound alone
+
+
 def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     if not name or name.lower() == "none":
         return None, "none"
@@ -266,6 +299,9 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     bad = unplaceable_result(inst, method, history, info)
     if bad is not None:
         return bad
+    why = beyond_horizon(inst, db)
+    if why is not None:
+        return Result(method, "infeasible", None, termination=why, history=history, info=info)
 
     t0 = time.perf_counter()
     items = request_items(inst)

@@ -38,6 +38,7 @@ from planner.exact._run import (
     COMMON,
     account,
     better,
+    beyond_horizon,
     unplaceable_result,
     warm_plan,
     workers,
@@ -568,6 +569,10 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     db = domain_bound(inst, lp_directions(inst, model, duals) if duals else None,
                       few=inst.n_requests > 200_000)
     info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
+    why = beyond_horizon(inst, db)
+    if why is not None:  # no plan fits the horizon: said now, not after the time limit
+        return Result("aggregated", "infeasible", None, termination=why, history=history,
+                      info=info)
     if warm is not None:
         history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))
     value = vals.__getitem__ if vals is not None else None
