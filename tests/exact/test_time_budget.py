@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from helpers import instance
+from helpers import instance, run
 
 from planner import solve
 
@@ -233,3 +233,18 @@ def test_mathopt_gets_its_model_as_one_proto():
     out = solve_mathopt(buf, Objective("makespan"), T, None, solver="HIGHS", time_limit=5,
                         num_workers=1, seed=0, rel_gap=0.0)
     assert out.status == "optimal" and out.objective == pytest.approx(2.0)
+
+
+def test_scip_runs_concurrently_only_on_small_models():
+    """SCIP's concurrent solvers restart their clocks after the presolve, so with several
+    threads a run passes its limit by about the presolve's time: above
+    ``SCIP_CONCURRENT_MAX_NNZ`` nonzeros SCIP gets one thread, below it ``num_workers``."""
+    small = instance([{"name": "a"}, {"name": "b"}], [{"prompt_tokens": 100 + k} for k in range(6)])
+    res = run(small, "milp_ortools", time_limit=5, num_workers=2)
+    assert res.info["scip_threads"] == 2  # a few hundred nonzeros, under SCIP_CONCURRENT_MAX_NNZ
+    clusters = [{"name": f"c{k}", "dc": f"d{k % 2}"} for k in range(6)]
+    links = [{"between": ["d0", "d1"], "bandwidth_gbps": 1.0}]
+    reqs = [{"prompt_tokens": 100 + k, "output_tokens": 5 + k % 7} for k in range(700)]
+    big = instance(clusters, reqs, links)
+    res = run(big, "milp_ortools", time_limit=5, num_workers=2, lp_bound=False, improve=False)
+    assert res.info["scip_threads"] == 1, res.info.get("scip_threads")
