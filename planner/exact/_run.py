@@ -131,34 +131,40 @@ def unplaceable_result(inst: Instance, method: str, history: list, info: dict[st
 # a domain bound past the horizon by more than this share proves that no plan fits it (the
 # evaluator allows 1e-9 over the horizon; the rest covers the bound's float sums)
 HORIZON_PROOF_MARGIN = 1e-6
+HORIZON_PROOF_MAX = 200_000  # requests: above, cost's proof (another pass over them) is skipped
 
 
-def beyond_horizon(inst: Instance, db: dict[str, Any]) -> str | None:
-    """Why no plan fits the horizon, when a bound proves it (found by review: a 2,000-request
-    scenario whose KV memory-time alone needs 64.9 s against a 58.5-s horizon ran every exact
-    method to its time limit and reported ``timeout_no_solution``): under ``makespan`` a lower
-    bound on T past the horizon; under ``cost`` an infinite covering bound (no set of clusters
-    holds the work within the horizon) or, up to ``HORIZON_PROOF_MAX`` requests, the makespan's
-    domain bound past it. None otherwise (``served`` may always refuse)."""
-    h, b = inst.horizon_s, db.get("bound")
-    if h is None or b is None or inst.objective == "served":
+def makespan_bound(inst: Instance, few: bool = False) -> dict[str, Any]:
+    """The domain bound of ``inst`` read as a ``makespan`` instance (a lower bound on T)."""
+    return domain_bound(dataclasses.replace(inst, objective="makespan"), few=few)
+
+
+def horizon_result(inst: Instance, method: str, history: list, info: dict[str, Any],
+                   db: dict[str, Any] | None = None) -> Result | None:
+    """The ``infeasible`` result when the domain bound proves that no plan fits the horizon;
+    None otherwise (found by review: a 2,000-request scenario whose KV memory-time alone needs
+    64.9 s against a 58.5-s horizon ran every exact method to its time limit and reported
+    ``timeout_no_solution``). The proof is a lower bound on T past the horizon by more than
+    ``HORIZON_PROOF_MARGIN`` of it: under ``makespan`` ``db`` (the makespan's domain bound) or
+    one computed here, under ``cost`` the makespan's domain bound up to ``HORIZON_PROOF_MAX``
+    requests (not the covering bound's infinity: its rows allow the evaluator's 1e-9 and no
+    more, and a plan 1e-9 past the horizon was called infeasible; found by review). ``served``
+    may always refuse."""
+    h = inst.horizon_s
+    if h is None or inst.objective not in ("makespan", "cost") or inst.n_requests == 0:
         return None
-    h = float(h)
     if inst.objective == "cost":
-        if math.isinf(b):
-            return (f"no plan fits the horizon: no set of clusters holds the work within "
-                    f"{h:.6g} s ({db.get('by')})")
         if inst.n_requests > HORIZON_PROOF_MAX:
             return None
-        db = domain_bound(dataclasses.replace(inst, objective="makespan"))
-        b = db["bound"]
-    if b > h * (1 + HORIZON_PROOF_MARGIN):
-        return (f"no plan fits the horizon: every plan's makespan is at least {b:.6g} s "
-                f"(domain bound: {db.get('by')}), the horizon is {h:.6g} s")
-    return None
-
-
-HORIZON_PROOF_MAX = 200_000  # requests: above, cost's check is the covering bound alone
+        db = makespan_bound(inst)
+    elif db is None:
+        db = domain_bound(inst, few=inst.n_requests > 200_000)
+    b, h = float(db["bound"]), float(h)
+    if not b > h * (1 + HORIZON_PROOF_MARGIN):
+        return None
+    return Result(method, "infeasible", None, history=history, info=info, termination=(
+        f"no plan fits the horizon: every plan's makespan is at least {b:.9g} s (domain bound: "
+        f"{db.get('by')}), the horizon is {h:.9g} s"))
 
 
 def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
@@ -296,12 +302,10 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if inst.n_requests == 0:
         plan = Plan.refuse_all(0)
         return Result(method, "optimal", plan, 0.0, 0.0, 0.0, termination="no requests", info=info)
-    bad = unplaceable_result(inst, method, history, info)
+    bad = unplaceable_result(inst, method, history, info) or \
+        horizon_result(inst, method, history, info, db if inst.objective == "makespan" else None)
     if bad is not None:
         return bad
-    why = beyond_horizon(inst, db)
-    if why is not None:
-        return Result(method, "infeasible", None, termination=why, history=history, info=info)
 
     t0 = time.perf_counter()
     items = request_items(inst)
@@ -348,8 +352,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
         model.time_unit = float(db["bound"] or 0.0)
     elif inst.objective == "served" and inst.horizon_s is None:  # T minimised too: same unit
-        model.time_unit = float(domain_bound(dataclasses.replace(inst, objective="makespan"))
-                                ["bound"] or 0.0)
+        model.time_unit = float(makespan_bound(inst)["bound"] or 0.0)
     obj = model.objective()
     hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
     left = max(0.5, time_limit - (time.perf_counter() - t_start))

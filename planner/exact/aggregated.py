@@ -38,7 +38,7 @@ from planner.exact._run import (
     COMMON,
     account,
     better,
-    beyond_horizon,
+    horizon_result,
     unplaceable_result,
     warm_plan,
     workers,
@@ -430,7 +430,8 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
     roles (the largest saving first; among equal savings, the set with the most capacity left
     over the covering rows first). A set that fails the covering bound's necessary conditions
     (:func:`planner.exact.bounds.may_hold`) is not tried. ``place_s``: how long the first
-    placement took. Each try places over at most ``DROP_CLASSES`` classes."""
+    placement took, the time a try is given until one is measured. Each try places over at most
+    ``DROP_CLASSES`` classes."""
     from planner.exact.bounds import FEW_DIRECTIONS, PairCosts, cover_rows, may_hold
 
     horizon = float(inst.horizon_s)
@@ -442,10 +443,9 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
     m = evaluate_arrays(inst, plan, check=False)
     tried: set[tuple[int, int]] = set()  # (closed, opened or -1)
     notes: list[str] = []
-    # a try places over fewer classes than the first placement: until one is measured, its time
-    # is taken as the first placement's in proportion to the classes (the LP grows faster)
-    place_s *= min(1.0, DROP_CLASSES / max(max_classes, 1))
-    try_s: list[float] = []
+    # until a try is measured, one is taken to last as long as the first placement (more classes,
+    # so longer: the estimate errs towards leaving time); then as long as the longest try
+    measured: float | None = None
 
     def room(sets: np.ndarray) -> np.ndarray:
         """The smallest share of a covering row's need the set holds (1 = just enough)."""
@@ -465,7 +465,7 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
         ok = may_hold(pc, rows, need, horizon, sets) if moves else np.zeros(0, bool)
         return sets, np.flatnonzero(ok).tolist()
 
-    while t_end - time.perf_counter() >= 1.2 * place_s:
+    while t_end - time.perf_counter() >= 1.2 * (place_s if measured is None else measured):
         used = np.asarray(m.used, bool)
         util = np.maximum(m.load_s, m.memory_load_s) / horizon
         on, off = np.flatnonzero(used).tolist(), np.flatnonzero(~used).tolist()
@@ -485,8 +485,8 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
         t0 = time.perf_counter()
         new, _ = place_within(inst, sets[order[0]], min(max_classes, DROP_CLASSES), t_end - t0,
                               num_workers, seed)
-        try_s.append(time.perf_counter() - t0)
-        place_s = max(try_s)
+        took = time.perf_counter() - t0
+        measured = took if measured is None else max(measured, took)
         what = f"without {inst.cluster_names[c]}" + (
             f", with {inst.cluster_names[o]}" if o >= 0 else "")
         if new is None:
@@ -531,7 +531,9 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
     info: dict[str, Any] = {"rel_gap": float(opts.get("rel_gap", COMMON["rel_gap"]))}
     history: list[tuple[float, float | None, float | None]] = []
-    bad = unplaceable_result(inst, "aggregated", history, info)
+    # no plan fits the horizon: said before the class LP, not after the time limit
+    bad = unplaceable_result(inst, "aggregated", history, info) or \
+        horizon_result(inst, "aggregated", history, info)
     if bad is not None:
         return bad
     warm, note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
@@ -569,10 +571,6 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     db = domain_bound(inst, lp_directions(inst, model, duals) if duals else None,
                       few=inst.n_requests > 200_000)
     info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
-    why = beyond_horizon(inst, db)
-    if why is not None:  # no plan fits the horizon: said now, not after the time limit
-        return Result("aggregated", "infeasible", None, termination=why, history=history,
-                      info=info)
     if warm is not None:
         history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))
     value = vals.__getitem__ if vals is not None else None

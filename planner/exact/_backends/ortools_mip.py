@@ -57,11 +57,11 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     s.SetTimeLimit(int(budget * 1000))
     threads = max(1, num_workers)
     info: dict[str, Any] = {}
-    if solver.upper() == "SCIP":
-        threads = 1 if buf.nnz > SCIP_CONCURRENT_MAX_NNZ else threads
-        info["scip_threads"] = threads
+    if solver.upper() == "SCIP" and buf.nnz > SCIP_CONCURRENT_MAX_NNZ:
+        threads = 1
     s.SetNumThreads(threads)
     if solver.upper() == "SCIP":
+        info["scip_threads"] = threads
         ok = s.SetSolverSpecificParametersAsString(
             f"randomization/randomseedshift = {seed}\n"
             + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
