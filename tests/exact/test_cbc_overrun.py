@@ -33,24 +33,29 @@ def test_the_guard_stops_a_child_past_its_deadline_and_leaves_others(tmp_path):
     assert note == {} and quick.returncode == 0
 
 
-def test_milp_returns_the_warm_start_when_cbc_overruns(tmp_path, monkeypatch):
-    """A stand-in CBC that ignores its time limit and SIGINT: `milp` with 1 s still returns
-    within seconds, with greedy's plan, status `feasible` and the reason."""
+def _fake_cbc(tmp_path, monkeypatch, body: str):
+    """Every CBC call runs the Python ``body`` instead (its argv is CBC's command line), killed
+    0.5 s after the interrupt; returns a five-request instance to solve."""
     import pulp
 
     fake = tmp_path / "cbc"
-    fake.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
-        import signal, time
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        time.sleep(60)
-        """))
+    fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
     fake.chmod(0o755)
     monkeypatch.setattr(pulp, "PULP_CBC_CMD", lambda **kw: pulp.COIN_CMD(path=str(fake), **kw))
     monkeypatch.setattr(pulp_backend, "CBC_KILL_S", 0.5)
-    inst = instance([{"name": "a"}, {"name": "b"}], [{"prompt_tokens": 100 * (k + 1)} for k in range(5)])
+    return instance([{"name": "a"}, {"name": "b"}], [{"prompt_tokens": 100 * (k + 1)} for k in range(5)])
+
+
+def test_milp_returns_the_warm_start_when_cbc_overruns(tmp_path, monkeypatch):
+    """A stand-in CBC that ignores its time limit and SIGINT: `milp` with 1 s still returns
+    within seconds, with greedy's plan, status `feasible` and the reason."""
     from planner import solve
 
+    inst = _fake_cbc(tmp_path, monkeypatch, """\
+        import signal, time
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        time.sleep(60)
+        """)
     t0 = time.monotonic()
     res = solve(inst, method="milp", time_limit=1, lp_bound=False, improve=False)
     assert time.monotonic() - t0 < 8
@@ -64,13 +69,10 @@ def test_a_retry_without_pre_processing_that_overruns_says_so(tmp_path, monkeypa
     run is then repeated without it) and whose second run ignores its time limit: the retry is
     stopped like the first run would be, and `milp` returns the warm start with the reason (it
     returned a bare error before)."""
-    import pulp
-
+    from planner import solve
     from planner.exact._backends.rows import PREPROCESS_INFEASIBLE
 
-    fake = tmp_path / "cbc"
-    fake.write_text(textwrap.dedent(f"""\
-        #!{sys.executable}
+    inst = _fake_cbc(tmp_path, monkeypatch, f"""\
         import signal, sys, time
         args = sys.argv[1:]
         if "-preprocess" not in args:
@@ -80,13 +82,7 @@ def test_a_retry_without_pre_processing_that_overruns_says_so(tmp_path, monkeypa
             sys.exit(0)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         time.sleep(60)
-        """))
-    fake.chmod(0o755)
-    monkeypatch.setattr(pulp, "PULP_CBC_CMD", lambda **kw: pulp.COIN_CMD(path=str(fake), **kw))
-    monkeypatch.setattr(pulp_backend, "CBC_KILL_S", 0.5)
-    inst = instance([{"name": "a"}, {"name": "b"}], [{"prompt_tokens": 100 * (k + 1)} for k in range(5)])
-    from planner import solve
-
+        """)
     t0 = time.monotonic()
     res = solve(inst, method="milp", time_limit=2, lp_bound=False, improve=False)
     assert time.monotonic() - t0 < 10
