@@ -58,6 +58,10 @@ class ReplicaJobs:
         their sum (a job's own prefill is in its release)."""
         return self.pause_s - self.own_pause_s
 
+    def ends(self, start: np.ndarray) -> np.ndarray:
+        """Each job's end when its decode starts at ``start``: its steps and the pauses."""
+        return start + self.D * self.step_s + self.delay_s()
+
     def __len__(self) -> int:
         return int(self.req.shape[0])
 
@@ -67,11 +71,12 @@ class ReplicaJobs:
         st = self.step_s
         r0 = float(self.release_s.min())
         own = float((self.release_s + self.D * st).max())
-        count = r0 + math.ceil(float(self.D.sum()) / self.bcap) * st
+        steps = math.ceil(float(self.D.sum()) / self.bcap) * st
+        count = r0 + steps
         area = float((self.D * (self.P + (self.D + 1) / 2.0)).sum())
         mem = r0 + area / self.cap_tokens * st
         # the replica's own prefills and its decode steps take turns, from the first arrival
-        busy = float(self.arrival_s.min()) + self.pause_s + math.ceil(float(self.D.sum()) / self.bcap) * st
+        busy = float(self.arrival_s.min()) + self.pause_s + steps
         return max(own, count, mem, busy)
 
 
@@ -186,8 +191,7 @@ def releases_exact(inst: Instance, plan: Plan, covered: np.ndarray) -> tuple[boo
         # however many replicas there are (review: `optimal` 1.4 s, replayed in 1.86 s)
         if _max_overlap(start[rows], end[rows]) > 1:
             return False, f"prefills may queue on {inst.cluster_names[c]}"
-        if inst.can_decode[c] and bool((served & (plan.prefill == c)
-                                        & (plan.decode != c)).any()) \
+        if inst.can_decode[c] and bool((plan.decode[rows] != c).any()) \
                 and bool((decoding & (plan.decode == c)).any()):
             # a prefill for a request decoded elsewhere waits for a step of a decoding replica
             # here and pauses its batch
@@ -319,7 +323,7 @@ def build_result(name: str, inst: Instance, plan: Plan, jobs: list[ReplicaJobs],
         seq = np.lexsort((job.release_s if ties is None else ties[i], st))
         order[job.name] = job.req[seq].tolist()
         # the replica's prefills pause its batch: each delays the others by at most its length
-        ends = st + job.D * job.step_s + job.delay_s()
+        ends = job.ends(st)
         ends_all.append(ends)
         makespans.append(float(ends.max()))
     if reserve:
@@ -396,7 +400,7 @@ def schedule_replicas(jobs: list[ReplicaJobs], objective: str, max_jobs: int,
             st, model_status, valid_bound = solve(job)
             job.info.update(model_status=model_status)
             bound = max(lb, valid_bound)
-            ends = st + job.D * job.step_s + job.delay_s()
+            ends = job.ends(st)
             got = float(ends.max()) if objective == "makespan" else float(ends.sum())
             status = "optimal" if got <= lb * (1 + 1e-9) + 1e-12 else "feasible"
         starts.append(st)

@@ -16,7 +16,7 @@ import numpy as np
 
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import PlacementModel, request_items
-from planner.exact.bounds import domain_bound
+from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
 from planner.instance import Instance
 from planner.metrics import Metrics, evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
@@ -134,9 +134,9 @@ HORIZON_PROOF_MARGIN = 1e-6
 HORIZON_PROOF_MAX = 200_000  # requests: above, cost's proof (another pass over them) is skipped
 
 
-def makespan_bound(inst: Instance, few: bool = False) -> dict[str, Any]:
+def makespan_bound(inst: Instance) -> dict[str, Any]:
     """The domain bound of ``inst`` read as a ``makespan`` instance (a lower bound on T)."""
-    return domain_bound(dataclasses.replace(inst, objective="makespan"), few=few)
+    return domain_bound(dataclasses.replace(inst, objective="makespan"))
 
 
 def horizon_result(inst: Instance, method: str, history: list, info: dict[str, Any],
@@ -158,7 +158,7 @@ def horizon_result(inst: Instance, method: str, history: list, info: dict[str, A
             return None
         db = makespan_bound(inst)
     elif db is None:
-        db = domain_bound(inst, few=inst.n_requests > 200_000)
+        db = domain_bound(inst, few=inst.n_requests > FEW_DIRECTIONS_ABOVE)
     b, h = float(db["bound"]), float(h)
     if not b > h * (1 + HORIZON_PROOF_MARGIN):
         return None
@@ -188,6 +188,11 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     if problems:
         return None, f"{name}: not used ({'; '.join(problems)})"
     return plan, name
+
+
+def warm_t_cap(m: Metrics) -> float:
+    """T's cap from a start plan's figures: its makespan, a hair above for float noise."""
+    return m.makespan_s * (1 + 1e-6) + 1e-9
 
 
 def trivial_t_ub(model: PlacementModel) -> float:
@@ -316,7 +321,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         model.cost_unit = float(db["bound"] or 0.0)
     t_ub = trivial_t_ub(model)
     if warm_m is not None and inst.objective == "makespan":
-        t_ub = min(t_ub, warm_m.makespan_s * (1 + 1e-6) + 1e-9)
+        t_ub = min(t_ub, warm_t_cap(warm_m))
     buf = RowBuffer()
     v = model.build(buf, t_ub)
     info["build_s"] = time.perf_counter() - t0
@@ -347,7 +352,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
             history.append((time.perf_counter() - t_start, info["improved_objective"], db["bound"]))
     info["prep_s"] = time.perf_counter() - t0  # LP bound, local search
     if warm_m is not None and inst.objective == "makespan":  # the improved start caps T lower
-        t_ub = min(t_ub, warm_m.makespan_s * (1 + 1e-6) + 1e-9)
+        t_ub = min(t_ub, warm_t_cap(warm_m))
         buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
     if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
         model.time_unit = float(db["bound"] or 0.0)

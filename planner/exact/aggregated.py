@@ -43,7 +43,7 @@ from planner.exact._run import (
     warm_plan,
     workers,
 )
-from planner.exact.bounds import domain_bound
+from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
 from planner.instance import Instance
 from planner.metrics import evaluate_arrays, kv_fit_bytes, kv_need_bytes
 from planner.plan import Plan, Result
@@ -532,8 +532,12 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
     info: dict[str, Any] = {"rel_gap": float(opts.get("rel_gap", COMMON["rel_gap"]))}
     history: list[tuple[float, float | None, float | None]] = []
     # no plan fits the horizon: said before the class LP, not after the time limit
+    few = inst.n_requests > FEW_DIRECTIONS_ABOVE
+    # the makespan's domain bound, when the horizon check needs it: reused below without duals
+    db0 = domain_bound(inst, few=few) \
+        if inst.objective == "makespan" and inst.horizon_s is not None else None
     bad = unplaceable_result(inst, "aggregated", history, info) or \
-        horizon_result(inst, "aggregated", history, info)
+        horizon_result(inst, "aggregated", history, info, db0)
     if bad is not None:
         return bad
     warm, note = warm_plan(inst, str(opts.get("warm_start", "greedy")))
@@ -568,8 +572,8 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
                                          num_workers=workers(opts.get("num_workers", 0)))
     info.update(lp_status=st, lp_s=time.perf_counter() - t1,
                 lp_objective_classes=to_problem_units(obj, f_lp, False))
-    db = domain_bound(inst, lp_directions(inst, model, duals) if duals else None,
-                      few=inst.n_requests > 200_000)
+    db = db0 if (db0 is not None and not duals) else \
+        domain_bound(inst, lp_directions(inst, model, duals) if duals else None, few=few)
     info.update(domain_bound=db["bound"], domain_bound_by=db["by"], domain_bound_parts=db["parts"])
     if warm is not None:
         history.append((time.perf_counter() - t_start, warm_obj, db["bound"]))

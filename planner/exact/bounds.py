@@ -193,6 +193,7 @@ def served_upper(m: np.ndarray, horizon: float) -> int:
 
 # the directions kept for large instances (each direction is a pass over the requests)
 FEW_DIRECTIONS = ("work_capacity", "prefill_capacity", "kv_capacity")
+FEW_DIRECTIONS_ABOVE = 200_000  # requests: the exact methods' domain bounds take FEW_DIRECTIONS
 
 
 def served_t_lower(inst: Instance, served: int, few: bool = False) -> tuple[float, str]:
