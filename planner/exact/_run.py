@@ -17,6 +17,7 @@ import numpy as np
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
+from planner.exact.work import clock_cut, ls_moves, tracking
 from planner.instance import Instance
 from planner.metrics import Metrics, evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
@@ -244,6 +245,8 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
         else f_solver
     info["lp_status"] = st
     info["lp_value"] = f_lp
+    if st == "no_solution":  # GLOP's time limit, or too little time to load it
+        clock_cut("LP relaxation")
     if not duals:
         return db, None
     db2 = domain_bound(inst, lp_directions(inst, model, duals))
@@ -262,19 +265,25 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
 
 
 def improved_start(inst: Instance, items, starts: list[Plan | None], bound: float,
-                   rel_gap: float, time_limit: float, seed: int, info: dict[str, Any]
-                   ) -> tuple[Plan | None, Metrics | None]:
+                   rel_gap: float, time_limit: float, seed: int, info: dict[str, Any],
+                   work: float | None = None) -> tuple[Plan | None, Metrics | None]:
     """The best of the starts after the local search of :mod:`planner.exact.improve`, aimed at
-    ``bound * (1 + rel_gap / 2)``, and its figures."""
+    ``bound * (1 + rel_gap / 2)``, and its figures. ``work``: the search's work budget, shared
+    by the starts (moves, :func:`planner.exact.work.ls_moves`; ``time_limit`` then caps it)."""
     from planner.exact.improve import improve_makespan
 
     model = PlacementModel(inst, items, symmetry=False)
     best, best_m = None, None
-    per = time_limit / max(1, sum(p is not None for p in starts))
+    k = max(1, sum(p is not None for p in starts))
+    per = time_limit / k
+    moves = ls_moves(work / k, items.n) if work is not None else None
+    t_end = time.perf_counter() + time_limit
     for p in starts:
         if p is None:
             continue
-        q = improve_makespan(model, p, bound * (1 + rel_gap / 2), per, seed)
+        if moves is not None:  # the clock caps the whole search, not each start's share
+            per = max(0.0, t_end - time.perf_counter())
+        q = improve_makespan(model, p, bound * (1 + rel_gap / 2), per, seed, max_moves=moves)
         m = evaluate_arrays(inst, q)
         if best_m is None or m.objective < best_m.objective:
             best, best_m = q, m
@@ -287,7 +296,24 @@ Solver = Callable[[RowBuffer, Any, int, dict[int, float] | None, float], SolveOu
 
 def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome],
               opts: dict[str, Any], hint_coef: Callable[[float], float] | None = None) -> Result:
-    """Build the model over the requests, warm-start it, solve, and account for the result."""
+    """Build the model over the requests, warm-start it, solve, and account for the result.
+    ``opts["work_limit"]`` > 0 (``cpsat``): stages stop by counts, not clocks
+    (:mod:`planner.exact.work`); ``info["reproducible"]`` says whether the wall clock ended one."""
+    work = float(opts.get("work_limit") or 0.0)
+    if work <= 0:
+        return _run_exact(inst, method, solve_fn, opts, hint_coef, None)
+    with tracking() as cuts:
+        res = _run_exact(inst, method, solve_fn, opts, hint_coef, work)
+    res.info.update(work_limit=work, reproducible=not cuts, clock_cuts=list(cuts))
+    if cuts:
+        res.termination += (f"; the wall clock (time_limit) ended {', '.join(cuts)}: "
+                            "not reproducible")
+    return res
+
+
+def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome],
+               opts: dict[str, Any], hint_coef: Callable[[float], float] | None,
+               work: float | None) -> Result:
     t_start = time.perf_counter()
     time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
     info: dict[str, Any] = {}
@@ -333,7 +359,9 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         # GLOP's share: at most half the time left after the build (a time-out leaves the
         # bound as it was; too little to load the model skips it)
         left = time_limit - (time.perf_counter() - t_start)
+        # under a work limit GLOP runs to its end (the wall clock left caps it)
         db, lp_plan = lp_domain_bound(inst, items, db, info,
+                                      max(0.0, left) if work else
                                       min(LP_BOUND_MAX_S, max(0.0, 0.5 * left)),
                                       built=(model, buf, v))
         info["lp_bound_s"] = time.perf_counter() - t_lp
@@ -342,8 +370,10 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         plain = warm, warm_m
         left = time_limit - (time.perf_counter() - t_start)
         warm, warm_m = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
+                                      max(0.0, left) if work else
                                       max(0.0, min(5.0, 0.08 * time_limit, 0.25 * left)),
-                                      int(opts.get("seed", 0)), info)
+                                      int(opts.get("seed", 0)), info,
+                                      min(5.0, 0.08 * work) if work else None)
         info["improve_s"] = time.perf_counter() - t_imp
         if warm_m is not None and not warm_m.feasible:  # never start from a plan the model bars
             info["improved_objective"] = None
@@ -364,7 +394,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
     t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
     out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left,
                    num_workers=workers(opts.get("num_workers", 0)), seed=int(opts.get("seed", 0)),
-                   rel_gap=rel_gap)
+                   rel_gap=rel_gap, **({"work_limit": work} if work else {}))
     info.update(out.info)
     info["solver_status"] = out.status
     info["solver_bound"] = out.bound

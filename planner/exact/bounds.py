@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from planner.exact._model import per_token_rates, shared_blocks
+from planner.exact.work import clock_cut
 from planner.instance import Instance
 
 
@@ -397,6 +398,8 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, 0.0)
     code = s.Solve(params)
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.INFEASIBLE):
+        clock_cut("covering MILP")  # its time limit: the bound depends on the clock
     if code == pywraplp.Solver.INFEASIBLE:
         return math.inf  # no set of clusters holds the work: no plan at all
     if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):

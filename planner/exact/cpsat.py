@@ -10,7 +10,9 @@ from planner.instance import Instance
 from planner.plan import Result
 from planner.registry import register
 
-OPTIONS = {**COMMON, "resolution": 1_000_000_000, "bisect": True, "bisect_min_share": 0.4}
+# work_limit: CP-SAT deterministic time for a reproducible run (0: off), planner.exact.work
+OPTIONS = {**COMMON, "resolution": 1_000_000_000, "bisect": True, "bisect_min_share": 0.4,
+           "work_limit": 0.0}
 
 
 @register("cpsat", "exact placement model on OR-Tools CP-SAT (loads scaled to integers, "

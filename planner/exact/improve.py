@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from planner.exact._model import PlacementModel
+from planner.exact.work import clock_cut
 from planner.metrics import kv_fits
 from planner.plan import Plan
 
@@ -51,9 +52,12 @@ def _contributions(model: PlacementModel) -> tuple[np.ndarray, list[tuple[int, i
 
 
 def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limit: float,
-                     seed: int = 0, max_stall: int = 200, max_swap: int = 400) -> Plan:
+                     seed: int = 0, max_stall: int = 200, max_swap: int = 400,
+                     max_moves: int | None = None) -> Plan:
     """A plan whose loads are all within ``target`` if the search finds one, else the best
-    (by the makespan above ``target``, then the potential) it reached."""
+    (by the makespan above ``target``, then the potential) it reached. ``max_moves``: stop
+    after that many iterations (a work limit: the result is then the clock's only when
+    ``time_limit`` ends the search first, which :func:`planner.exact.work.clock_cut` records)."""
     it = model.items
     if it.n_blocks > 0 or model.inst.objective != "makespan" or it.n == 0:
         return plan
@@ -76,8 +80,14 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     rng = np.random.default_rng(seed)
     best_cur, best_key = cur.copy(), (max(float(load.max()), target), float(pot(load)))
     phi = best_key[0]
-    stall = 0
-    while phi > 0 and time.perf_counter() < t_end:
+    stall = moves = 0
+    budget = max_moves if max_moves is not None else float("inf")
+    while phi > 0 and moves < budget:
+        if time.perf_counter() >= t_end:
+            if max_moves is not None:
+                clock_cut("local search")
+            break
+        moves += 1
         mine = cont[rows, cur]  # (n, R)
         base = load[None, :] - mine  # without request i
         # best single move

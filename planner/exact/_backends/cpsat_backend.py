@@ -27,6 +27,7 @@ import numpy as np
 
 from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome
 from planner.exact._model import Objective
+from planner.exact.work import clock_cut
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,10 @@ def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float
 # nonzeros: 5.6 s on an idle machine, 8.4 s on a loaded one); a run whose time left is shorter
 # is not started (the warm start is returned)
 CPSAT_LOAD_S_PER_NNZ = 5e-6
+# work mode: a search stopped below this share of its deterministic budget was stopped by the
+# wall clock; the least deterministic time a bisection round is given
+WORK_END_SHARE = 0.999
+WORK_MIN_ROUND = 0.05
 
 
 def cap_quanta(cap: float, q: float) -> int:
@@ -122,9 +127,12 @@ def _param_value(current: Any, val: Any) -> Any:
 def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] | None, *,
                 t_ub: float, time_limit: float, num_workers: int, seed: int, rel_gap: float,
                 resolution: int, t_lb: float = 0.0, bisect: bool = True,
-                min_share: float = 0.4, params: dict[str, Any] | None = None) -> SolveOutcome:
+                min_share: float = 0.4, params: dict[str, Any] | None = None,
+                work_limit: float = 0.0) -> SolveOutcome:
     """``params``: extra CP-SAT parameters by name (``SatParameters`` fields, set after the
-    time limit, workers, seed and gap, so they override them)."""
+    time limit, workers, seed and gap, so they override them). ``work_limit`` > 0: CP-SAT stops
+    at that deterministic time (several workers interleave, deterministically); ``time_limit``
+    still caps the wall clock, and a search it ends is recorded (:mod:`planner.exact.work`)."""
     from ortools.sat.python import cp_model
 
     clock = Clock()
@@ -132,6 +140,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     nnz = buf.nnz
     est = CPSAT_LOAD_S_PER_NNZ * nnz
     if est > time_limit:  # the translation alone would pass the limit, and nothing stops it
+        clock_cut("CP-SAT translation")
         return SolveOutcome("no_solution", None, None, None,
                             f"CP-SAT not started: its {nnz} nonzeros take about {est:.3g} s to "
                             f"translate, {time_limit:.3g} s of the limit were left",
@@ -275,6 +284,11 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     p.num_workers = max(1, int(num_workers))
     p.random_seed = int(seed)
     p.relative_gap_limit = float(rel_gap)
+    if work_limit > 0:
+        p.max_deterministic_time = info["cpsat_work_budget"] = float(work_limit)
+        if p.num_workers > 1:  # several workers, reproducibly: batches of one task per
+            p.interleave_search = True  # worker (the default batch passed a 1.2 budget 4-fold)
+            p.interleave_batch_size = p.num_workers
     for key, val in (params or {}).items():
         setattr(p, key, _param_value(getattr(p, key), val))
     info["translate_s"] = clock()
@@ -283,9 +297,12 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         if obj.kind == "makespan" and bisect:
             out = _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t,
                           rel_gap, float(time_limit), clock, history, to_units, info, t0,
-                          min_share, interrupted)
+                          min_share, interrupted, float(work_limit))
         else:
             code = solver.Solve(m, _Cb())
+            if work_limit > 0:
+                _note_clock(solver, code)
+                info["cpsat_work_spent"] = solver.deterministic_time
             out = None
     if interrupted.is_set():
         info["interrupted"] = True
@@ -316,8 +333,19 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         " (interrupted: Ctrl-C)" if info.get("interrupted") else ""), history, info)
 
 
+def _note_clock(solver: Any, code: int) -> None:
+    """Record a search that the wall clock, not its deterministic time, ended."""
+    from ortools.sat.python import cp_model
+
+    p = solver.parameters
+    if code in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
+        return  # decided: no limit ended it
+    if solver.deterministic_time < WORK_END_SHARE * p.max_deterministic_time:
+        clock_cut("CP-SAT")
+
+
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
-            clock, history, to_units, info, t0, min_share, interrupted) -> SolveOutcome:
+            clock, history, to_units, info, t0, min_share, interrupted, work=0.0) -> SolveOutcome:
     """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
     min-T search raises the bound there. A share ``min_share`` (40 %) of the time goes to the
     plain minimisation (incumbents; none when 0 and a warm start exists). Then each round
@@ -338,6 +366,7 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     if hint_t is not None:
         ub = int(hint_t)
     rounds = []
+    spent = 0.0  # deterministic time of the rounds so far (work mode)
 
     def f_bound(b: int) -> float:
         return q * (b - slack) if not exact else q * b
@@ -365,8 +394,12 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
     phase = "min" if (min_share > 0 or ub is None) else "close"
     while not gap_ok() and not interrupted.is_set():
-        left = time_limit - (clock() - t0)
-        if left < 0.2:
+        wall_left = time_limit - (clock() - t0)
+        # the rounds' budgets: deterministic time under a work limit, else seconds
+        left = (work - spent) if work > 0 else wall_left
+        if wall_left < 0.2 or left < (WORK_MIN_ROUND if work > 0 else 0.2):
+            if work > 0 and wall_left < 0.2:
+                clock_cut("CP-SAT")
             break
         if ub is None or phase == "min":
             mid, budget = (t_hi if ub is None else ub), (left if ub is None else min_share * left)
@@ -385,10 +418,17 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             for i, val in hint_int.items():
                 if i != T:
                     m.AddHint(xs[i], val)
-        solver.parameters.max_time_in_seconds = max(0.2, budget)
+        if work > 0:
+            solver.parameters.max_deterministic_time = max(WORK_MIN_ROUND, budget)
+            solver.parameters.max_time_in_seconds = max(0.2, wall_left)
+        else:
+            solver.parameters.max_time_in_seconds = max(0.2, budget)
         if interrupted.is_set():  # Ctrl-C while the hints were set: stop_search had no search
             break
         code = solver.Solve(m, _Cb())
+        if work > 0:
+            spent += solver.deterministic_time
+            _note_clock(solver, code)
         word = solver.StatusName(code)
         rounds.append((phase, int(mid), word, round(clock() - t0, 2)))
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -417,6 +457,8 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             phase = "raise" if phase == "close" else "close"
     dom[0], dom[1] = 0, int(t_hi)
     info["solve_s"] = clock() - t0
+    if work > 0:
+        info["cpsat_work_spent"] = spent
     info["bisection_rounds"] = rounds
     if rounds:
         info["cpsat_stats"] = {"branches": solver.NumBranches(), "conflicts": solver.NumConflicts()}
@@ -433,5 +475,6 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     history.append((clock(), f, bnd))
     term = f"CP-SAT bisection on T ({len(rounds)} rounds): " + (
         "optimal" if st == "optimal" else "stopped at rel_gap" if gap_ok() else
-        "interrupted (Ctrl-C)" if interrupted.is_set() else "time limit")
+        "interrupted (Ctrl-C)" if interrupted.is_set() else
+        "work limit" if work > 0 and work - spent < WORK_MIN_ROUND else "time limit")
     return SolveOutcome(st, best.__getitem__, f, bnd, term, history, info)

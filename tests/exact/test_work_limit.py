@@ -1,0 +1,99 @@
+"""``work_limit``: a ``cpsat`` run that stops by counts, not clocks, gives the same plan and
+figures every time; a stage that the wall clock ends makes the run say it is not reproducible."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner import load_scenario, solve
+from planner.api import as_instance
+from planner.exact import bounds
+from planner.exact._model import PlacementModel, request_items
+from planner.exact._run import warm_plan
+from planner.exact.bounds import domain_bound
+from planner.exact.improve import improve_makespan
+from planner.exact.work import ls_moves, tracking
+from planner.metrics import evaluate_arrays
+
+
+def _bench(n: int):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_exact import scenario
+
+    return as_instance(load_scenario(scenario(n)))
+
+
+def test_a_work_limited_run_repeats_its_plan_and_figures():
+    inst = _bench(120)
+    runs = [solve(inst, "cpsat", time_limit=120, work_limit=1.0, num_workers=2)
+            for _ in range(2)]
+    a, b = runs
+    for r in runs:
+        assert r.info["reproducible"] is True and r.info["clock_cuts"] == []
+        # the work, not a proof, ended the search: where it stops is what must repeat
+        assert r.status == "feasible" and r.gap > 0, r.termination
+        assert "not reproducible" not in r.termination
+    assert np.array_equal(a.plan.prefill, b.plan.prefill)
+    assert np.array_equal(a.plan.decode, b.plan.decode)
+    assert (a.objective, a.bound, a.gap) == (b.objective, b.bound, b.gap)
+    assert [r[:3] for r in a.info["bisection_rounds"]] == \
+        [r[:3] for r in b.info["bisection_rounds"]]
+    # the budget was spent by deterministic time (interleaved workers), not seconds
+    assert a.info["cpsat_work_budget"] == pytest.approx(1.0)
+    assert a.info["cpsat_work_spent"] >= 1.0 - 0.05 and "work limit" in a.termination
+
+
+def test_a_run_the_wall_clock_ends_says_it_is_not_reproducible():
+    inst = _bench(120)
+    r = solve(inst, "cpsat", time_limit=1.5, work_limit=50.0, num_workers=2)
+    assert r.info["reproducible"] is False
+    assert r.info["clock_cuts"], r.termination
+    assert "not reproducible" in r.termination
+    assert r.plan is not None and r.status == "feasible"  # still the best plan, honestly
+
+
+def test_without_a_work_limit_nothing_is_tracked():
+    r = solve(_bench(40), "cpsat", time_limit=5)
+    assert "reproducible" not in r.info and "cpsat_work_budget" not in r.info
+
+
+def test_the_local_search_counts_moves_and_records_a_clock_that_stops_it():
+    inst = _bench(120)
+    items = request_items(inst)
+    model = PlacementModel(inst, items, symmetry=False)
+    start, _ = warm_plan(inst, "greedy")
+    target = domain_bound(inst)["bound"]  # 7.006 s against the start's 8.299 s
+    with tracking() as cuts:
+        p1 = improve_makespan(model, start, target, 60.0, max_moves=100)
+        p2 = improve_makespan(model, start, target, 60.0, max_moves=100)
+    assert cuts == []
+    assert np.array_equal(p1.prefill, p2.prefill) and np.array_equal(p1.decode, p2.decode)
+    # fewer moves, a worse plan: the budget is what stopped the search
+    p3 = improve_makespan(model, start, target, 60.0, max_moves=15)
+    assert evaluate_arrays(inst, p3).makespan_s > evaluate_arrays(inst, p1).makespan_s
+    with tracking() as cuts:
+        improve_makespan(model, start, target, 0.0, max_moves=15)
+    assert cuts == ["local search"]
+    assert ls_moves(1.0, 100) == 250 and ls_moves(1e-9, 10**9) == 1
+
+
+def test_a_covering_milp_cut_by_its_clock_is_recorded(monkeypatch):
+    from tests.exact.test_bounds import _prefill_only
+
+    rng = np.random.default_rng(7)
+    n = 40
+    w = rng.uniform(1, 100, n)
+    w /= w.sum()
+    rent = w * 1000 + rng.uniform(0, 0.2, n)
+    pc = _prefill_only(n)
+    with tracking() as cuts:
+        bounds._milp_cover(pc, [w], [0.5], rent)
+    assert cuts == []  # decided within its 2 s
+    monkeypatch.setattr(bounds, "COVER_MILP_S", 0.001)
+    with tracking() as cuts:
+        bounds._milp_cover(pc, [w], [0.5], rent)
+    assert cuts == ["covering MILP"]
