@@ -365,7 +365,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
                                       min(LP_BOUND_MAX_S, max(0.0, 0.5 * left)),
                                       built=(model, buf, v))
         info["lp_bound_s"] = time.perf_counter() - t_lp
-    if (opts.get("improve", True) and inst.objective == "makespan" and items.n_blocks == 0):
+    if opts.get("improve", True) and inst.objective == "makespan":
         t_imp = time.perf_counter()
         plain = warm, warm_m
         left = time_limit - (time.perf_counter() - t_start)

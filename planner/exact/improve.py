@@ -6,29 +6,50 @@ Every request sits on one valid (prefill, decode) pair; its load vector over the
 from :mod:`planner.metrics`). The search lowers the potential ``sum_r max(0, load_r - target)^2``
 with the best single move (one request to another pair) or, when no move helps, the best swap of
 the pairs of two requests; it stops when every load is within ``target`` (then the plan is within
-the bound's tolerance), when nothing improves, or at its time limit. Prefix sharing is not
-modelled here, so the search is skipped when shared blocks exist; the plan it returns is always
+the bound's tolerance), when nothing improves, or at its time limit. With prefix sharing a
+shared block costs its prefill once on each cluster that prefills a request holding it (the
+model's ``y``): single moves are scored with the blocks they open and close, swaps are chosen
+without them and kept only if the exact potential falls. The plan it returns is always
 re-scored by the evaluator.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 
 from planner.exact._model import PlacementModel
 from planner.exact.work import clock_cut
-from planner.metrics import kv_fits
+from planner.metrics import kv_fits, prefill_seconds
 from planner.plan import Plan
+
+log = logging.getLogger(__name__)
+
+# the search holds a few (requests x pairs x resources) float arrays: above this many cells
+# (160 MB each) it is skipped, the plan returned as given (large-synthetic: 120,000 requests on
+# 16 clusters would need about 9 GB per array)
+MAX_CELLS = 20_000_000
+
+
+def _pairs(model: PlacementModel) -> list[tuple[int, int]]:
+    inst = model.inst
+    pairs = [(p, d) for p in model.P for d in model.D if inst.reachable[p, d]]
+    return pairs + [(p, -1) for p in model.P]
+
+
+def cells(model: PlacementModel) -> int:
+    """The size of the search's (requests x pairs x resources) arrays."""
+    inst = model.inst
+    return model.items.n * len(_pairs(model)) * (2 * inst.n_clusters + inst.n_links)
 
 
 def _contributions(model: PlacementModel) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray]:
     """(n, K, R) load of each request on each pair, the K pairs, and (n, K) validity."""
     inst, it = model.inst, model.items
     c, nl = inst.n_clusters, inst.n_links
-    pairs = [(p, d) for p in model.P for d in model.D if inst.reachable[p, d]]
-    pairs += [(p, -1) for p in model.P]
+    pairs = _pairs(model)
     n, k, r = it.n, len(pairs), 2 * c + nl
     out = np.zeros((n, k, r))
     ok = np.zeros((n, k), bool)
@@ -51,6 +72,50 @@ def _contributions(model: PlacementModel) -> tuple[np.ndarray, list[tuple[int, i
     return out, pairs, ok
 
 
+class _Blocks:
+    """Shared blocks on clusters: ``count[g, c]`` requests holding block g prefilled on c; the
+    block's prefill load (the model's ``y`` coefficient) is paid on c while the count is
+    positive."""
+
+    def __init__(self, model: PlacementModel, pairs: list[tuple[int, int]], cur: np.ndarray,
+                 n_rows: int):
+        it, inst = model.items, model.inst
+        c = inst.n_clusters
+        self.pp = np.array([p for p, _ in pairs], np.int64)  # each pair's prefill cluster
+        self.ptr = it.block_ptr
+        self.owner = np.repeat(np.arange(it.n), np.diff(it.block_ptr))
+        self.blk = it.block_idx.astype(np.int64)
+        self.bl = (prefill_seconds(inst, it.block_tok[:, None], np.arange(c)[None, :])
+                   / inst.replicas[None, :].astype(float))  # (G, C)
+        self.count = np.zeros((it.block_tok.shape[0], c), np.int64)
+        np.add.at(self.count, (self.blk, self.pp[cur][self.owner]), 1)
+        self.n, self.c, self.r = it.n, c, n_rows
+
+    def load(self) -> np.ndarray:
+        out = np.zeros(self.r)
+        out[:self.c] = (self.bl * (self.count > 0)).sum(axis=0)
+        return out
+
+    def deltas(self, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n,) block load each request alone keeps open on its cluster, and (n, C) the block
+        load it would open on each cluster were it moved there."""
+        p_e = self.pp[cur][self.owner]
+        e = np.arange(self.blk.shape[0])
+        alone = (self.count[self.blk, p_e] == 1) * self.bl[self.blk, p_e]
+        close = np.bincount(self.owner, alone, minlength=self.n)
+        cnt = self.count[self.blk]
+        cnt[e, p_e] -= 1
+        w = (cnt == 0) * self.bl[self.blk]
+        opened = np.stack([np.bincount(self.owner, w[:, k], minlength=self.n)
+                           for k in range(self.c)], axis=1)
+        return close, opened
+
+    def move(self, i: int, j_old: int, j_new: int) -> None:
+        g = self.blk[self.ptr[i]:self.ptr[i + 1]]
+        self.count[g, self.pp[j_old]] -= 1
+        self.count[g, self.pp[j_new]] += 1
+
+
 def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limit: float,
                      seed: int = 0, max_stall: int = 200, max_swap: int = 400,
                      max_moves: int | None = None) -> Plan:
@@ -59,7 +124,10 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     after that many iterations (a work limit: the result is then the clock's only when
     ``time_limit`` ends the search first, which :func:`planner.exact.work.clock_cut` records)."""
     it = model.items
-    if it.n_blocks > 0 or model.inst.objective != "makespan" or it.n == 0:
+    if model.inst.objective != "makespan" or it.n == 0:
+        return plan
+    if cells(model) > MAX_CELLS:
+        log.info("local search skipped: %d cells above %d", cells(model), MAX_CELLS)
         return plan
     t_end = time.perf_counter() + max(0.0, time_limit)
     cont, pairs, ok = _contributions(model)
@@ -71,15 +139,28 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     rows = np.arange(n)
     off = ~ok[rows, cur]  # a start on a pair the request may not use (its KV does not fit)
     cur[off] = fallback[off]
+    blocks = _Blocks(model, pairs, cur, cont.shape[2]) if it.n_blocks > 0 else None
+    kk = np.arange(len(pairs))
     load = cont[rows, cur].sum(axis=0)
+    if blocks is not None:
+        load = load + blocks.load()
     big = np.where(ok, 0.0, np.inf)
 
     def pot(x: np.ndarray) -> np.ndarray:
         return (np.maximum(0.0, x - target) ** 2).sum(axis=-1)
 
+    def exact_load() -> np.ndarray:
+        out = cont[rows, cur].sum(axis=0)
+        return out + blocks.load() if blocks is not None else out
+
+    def relocate(i: int, j: int) -> None:
+        if blocks is not None:
+            blocks.move(i, int(cur[i]), j)
+        cur[i] = j
+
     rng = np.random.default_rng(seed)
     best_cur, best_key = cur.copy(), (max(float(load.max()), target), float(pot(load)))
-    phi = best_key[0]
+    phi = float(pot(load))
     stall = moves = 0
     budget = max_moves if max_moves is not None else float("inf")
     while phi > 0 and moves < budget:
@@ -91,11 +172,22 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
         mine = cont[rows, cur]  # (n, R)
         base = load[None, :] - mine  # without request i
         # best single move
-        cand = pot(base[:, None, :] + cont) + big  # (n, K)
+        if blocks is None:
+            cand = pot(base[:, None, :] + cont) + big  # (n, K)
+        else:  # with the blocks each request alone holds on its cluster, and those it opens
+            close, opened = blocks.deltas(cur)
+            base[rows, blocks.pp[cur]] -= close
+            moved = base[:, None, :] + cont
+            moved[:, kk, blocks.pp] += opened[:, blocks.pp]
+            cand = pot(moved) + big
         i, j = np.unravel_index(int(np.argmin(cand)), cand.shape)
         if cand[i, j] < phi * (1 - 1e-12):
-            load = base[i] + cont[i, j]
-            cur[i] = j
+            if blocks is None:
+                load = base[i] + cont[i, j]
+                cur[i] = j
+            else:
+                relocate(int(i), int(j))
+                load = exact_load()
             phi = float(pot(load))
         else:
             # best swap between a request on an overloaded resource and any other request
@@ -113,6 +205,23 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
                 b = int(np.argmin(val))
                 if val[b] < best[0]:
                     best = (float(val[b]), int(a), b)
+            if best[1] >= 0 and blocks is not None:
+                # chosen without the blocks: kept only if the exact potential falls
+                _, a, b = best
+                ja, jb = int(cur[a]), int(cur[b])
+                relocate(a, jb)
+                relocate(b, ja)
+                new = exact_load()
+                if float(pot(new)) < phi * (1 - 1e-12):
+                    load = new
+                else:
+                    relocate(a, ja)
+                    relocate(b, jb)
+                    best = (best[0], -1, -1)
+            elif best[1] >= 0:
+                _, a, b = best
+                load = load - mine[a] - mine[b] + cont[a, cur[b]] + cont[b, cur[a]]
+                cur[a], cur[b] = cur[b], cur[a]
             if best[1] < 0:
                 stall += 1
                 if stall > max_stall:
@@ -121,13 +230,14 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
                 a = int(rng.choice(touch)) if touch.size else int(rng.integers(n))
                 choices = np.flatnonzero(ok[a])
                 j = int(rng.choice(choices))
-                load = load - mine[a] + cont[a, j]
-                cur[a] = j
+                if blocks is None:
+                    load = load - mine[a] + cont[a, j]
+                    cur[a] = j
+                else:
+                    relocate(a, j)
+                    load = exact_load()
                 phi = float(pot(load))
                 continue
-            _, a, b = best
-            load = load - mine[a] - mine[b] + cont[a, cur[b]] + cont[b, cur[a]]
-            cur[a], cur[b] = cur[b], cur[a]
             phi = float(pot(load))
         key = (max(float(load.max()), target), phi)
         if key < best_key:
