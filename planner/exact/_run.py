@@ -17,7 +17,7 @@ import numpy as np
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
-from planner.exact.work import clock_cut, ls_moves, tracking
+from planner.exact.work import WORK_WORKERS, clock_cut, ls_moves, tracking
 from planner.instance import Instance
 from planner.metrics import Metrics, evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
@@ -178,6 +178,8 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
     except InputError as exc:
         raise OptionError("options", [Problem("warm_start", p.message, p.given)
                                       for p in exc.problems]) from None
+    if spec.kind != "heuristic":  # a time-limited method's plan depends on its clock
+        clock_cut(f"warm start ({name})")
     out = spec.func(inst)
     plan = out if isinstance(out, Plan) else getattr(out, "plan", None)
     if plan is None:
@@ -245,7 +247,7 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
         else f_solver
     info["lp_status"] = st
     info["lp_value"] = f_lp
-    if st == "no_solution":  # GLOP's time limit, or too little time to load it
+    if st in ("no_solution", "feasible"):  # GLOP's time limit, or too little time to load it
         clock_cut("LP relaxation")
     if not duals:
         return db, None
@@ -275,14 +277,13 @@ def improved_start(inst: Instance, items, starts: list[Plan | None], bound: floa
     model = PlacementModel(inst, items, symmetry=False)
     best, best_m = None, None
     k = max(1, sum(p is not None for p in starts))
-    per = time_limit / k
     moves = ls_moves(work / k, items.n) if work is not None else None
     t_end = time.perf_counter() + time_limit
     for p in starts:
         if p is None:
             continue
-        if moves is not None:  # the clock caps the whole search, not each start's share
-            per = max(0.0, t_end - time.perf_counter())
+        # under a work limit the clock caps the whole search, not each start's share
+        per = max(0.0, t_end - time.perf_counter()) if moves is not None else time_limit / k
         q = improve_makespan(model, p, bound * (1 + rel_gap / 2), per, seed, max_moves=moves)
         m = evaluate_arrays(inst, q)
         if best_m is None or m.objective < best_m.objective:
@@ -306,8 +307,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         res = _run_exact(inst, method, solve_fn, opts, hint_coef, work)
     res.info.update(work_limit=work, reproducible=not cuts, clock_cuts=list(cuts))
     if cuts:
-        res.termination += (f"; the wall clock (time_limit) ended {', '.join(cuts)}: "
-                            "not reproducible")
+        res.termination += f"; a clock ended {', '.join(cuts)}: not reproducible"
     return res
 
 
@@ -358,20 +358,18 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         t_lp = time.perf_counter()
         # GLOP's share: at most half the time left after the build (a time-out leaves the
         # bound as it was; too little to load the model skips it)
-        left = time_limit - (time.perf_counter() - t_start)
+        left = max(0.0, time_limit - (time.perf_counter() - t_start))
         # under a work limit GLOP runs to its end (the wall clock left caps it)
         db, lp_plan = lp_domain_bound(inst, items, db, info,
-                                      max(0.0, left) if work else
-                                      min(LP_BOUND_MAX_S, max(0.0, 0.5 * left)),
+                                      left if work else min(LP_BOUND_MAX_S, 0.5 * left),
                                       built=(model, buf, v))
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if opts.get("improve", True) and inst.objective == "makespan":
         t_imp = time.perf_counter()
         plain = warm, warm_m
-        left = time_limit - (time.perf_counter() - t_start)
+        left = max(0.0, time_limit - (time.perf_counter() - t_start))
         warm, warm_m = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
-                                      max(0.0, left) if work else
-                                      max(0.0, min(5.0, 0.08 * time_limit, 0.25 * left)),
+                                      left if work else min(5.0, 0.08 * time_limit, 0.25 * left),
                                       int(opts.get("seed", 0)), info,
                                       min(5.0, 0.08 * work) if work else None)
         info["improve_s"] = time.perf_counter() - t_imp
@@ -392,9 +390,14 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
     hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
     left = max(0.5, time_limit - (time.perf_counter() - t_start))
     t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
-    out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left,
-                   num_workers=workers(opts.get("num_workers", 0)), seed=int(opts.get("seed", 0)),
-                   rel_gap=rel_gap, **({"work_limit": work} if work else {}))
+    # under a work limit 0 workers means WORK_WORKERS, not the cores: the search must not
+    # depend on the machine
+    nw = workers(opts.get("num_workers", 0)) if not work else \
+        int(opts.get("num_workers") or 0) or WORK_WORKERS
+    info["num_workers"] = nw
+    out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left, num_workers=nw,
+                   seed=int(opts.get("seed", 0)), rel_gap=rel_gap,
+                   **({"work_limit": work} if work else {}))
     info.update(out.info)
     info["solver_status"] = out.status
     info["solver_bound"] = out.bound

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from planner.exact._model import per_token_rates, shared_blocks
-from planner.exact.work import clock_cut
+from planner.exact.work import COVER_MILP_NODES, COVER_MILP_WORK_S, clock_cut, tracked
 from planner.instance import Instance
 
 
@@ -394,11 +394,16 @@ def _milp_cover(pc: PairCosts, rows: list[np.ndarray], need: list[float], rent: 
     # decided by them and the dual bound could pass it
     top = float(scale) if scale > 0 and math.isfinite(scale) else float(positive.min())
     s.Minimize(sum(float(rent[c]) / top * u[c] for c in range(inst.n_clusters)))
-    s.SetTimeLimit(int(COVER_MILP_S * 1000))
+    work = tracked()  # a work limit: a node limit, and a wall clock only as a safety cap
+    limit_s = COVER_MILP_WORK_S if work else COVER_MILP_S
+    s.SetTimeLimit(int(limit_s * 1000))
+    if work:
+        s.SetSolverSpecificParametersAsString(f"limits/totalnodes = {COVER_MILP_NODES}\n")
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, 0.0)
     code = s.Solve(params)
-    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.INFEASIBLE):
+    if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.INFEASIBLE) and \
+            (not work or s.wall_time() >= 0.99 * limit_s * 1000):
         clock_cut("covering MILP")  # its time limit: the bound depends on the clock
     if code == pywraplp.Solver.INFEASIBLE:
         return math.inf  # no set of clusters holds the work: no plan at all

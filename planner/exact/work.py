@@ -20,6 +20,14 @@ from contextvars import ContextVar
 # resources each; measured on the 200- and 1,000-request benchmark models (greedy start,
 # 2 cores): 21,600 and 34,700 request-moves per second
 LS_WORK_RATE = 25_000
+# CP-SAT under a work limit: workers when num_workers is 0 (the cores would make the search
+# depend on the machine), and tasks per interleaved batch (two or more workers give the same
+# search whatever their number; one worker is a different, single-threaded search)
+WORK_WORKERS = 2
+WORK_BATCH = 2
+# the covering MILP (planner.exact.bounds) under a work limit: a node limit instead of its 2 s
+COVER_MILP_NODES = 5_000
+COVER_MILP_WORK_S = 60.0
 
 _CUTS: ContextVar[list[str] | None] = ContextVar("planner_clock_cuts", default=None)
 

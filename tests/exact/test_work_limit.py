@@ -47,6 +47,47 @@ def test_a_work_limited_run_repeats_its_plan_and_figures():
     assert a.info["cpsat_work_spent"] >= 1.0 - 0.05 and "work limit" in a.termination
 
 
+def test_the_search_is_the_same_whatever_the_workers():
+    # found by review: 0 workers meant the cores, so the plan depended on the machine
+    inst = _bench(60)
+    runs = [solve(inst, "cpsat", time_limit=120, work_limit=1.0, num_workers=k) for k in (0, 2, 4)]
+    assert [r.info["num_workers"] for r in runs] == [2, 2, 4]
+    for r in runs[1:]:
+        assert r.info["reproducible"] is True
+        assert (r.objective, r.bound) == (runs[0].objective, runs[0].bound)
+        assert np.array_equal(r.plan.decode, runs[0].plan.decode)
+
+
+def test_a_time_limited_warm_start_or_lp_is_a_clock_cut(monkeypatch):
+    # found by review: neither was recorded
+    from planner.exact._backends import ortools_mip
+
+    inst = _bench(40)
+    r = solve(inst, "cpsat", time_limit=60, work_limit=0.5, warm_start="cpsat")
+    assert r.info["clock_cuts"] == ["warm start (cpsat)"] and not r.info["reproducible"]
+    real = ortools_mip.solve_lp
+
+    def stopped(*a, **kw):  # GLOP at its time limit: a feasible point, not the optimum
+        st, vals, f, duals = real(*a, **kw)
+        return "feasible", vals, f, duals
+
+    monkeypatch.setattr(ortools_mip, "solve_lp", stopped)
+    r = solve(inst, "cpsat", time_limit=60, work_limit=0.5)
+    assert r.info["clock_cuts"] == ["LP relaxation"] and not r.info["reproducible"]
+
+
+def test_a_served_run_cut_by_the_clock_says_so():
+    # the path without bisection (found by review: no test noticed when it recorded nothing)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_exact import scenario
+
+    sc = scenario(200, 1, objective="served")
+    sc["horizon_s"] = 11
+    r = solve(load_scenario(sc), "cpsat", time_limit=3, work_limit=50.0)
+    assert "bisection_rounds" not in r.info
+    assert r.info["clock_cuts"] == ["CP-SAT"] and "not reproducible" in r.termination
+
+
 def test_a_run_the_wall_clock_ends_says_it_is_not_reproducible():
     inst = _bench(120)
     r = solve(inst, "cpsat", time_limit=1.5, work_limit=50.0, num_workers=2)
@@ -93,7 +134,14 @@ def test_a_covering_milp_cut_by_its_clock_is_recorded(monkeypatch):
     with tracking() as cuts:
         bounds._milp_cover(pc, [w], [0.5], rent)
     assert cuts == []  # decided within its 2 s
-    monkeypatch.setattr(bounds, "COVER_MILP_S", 0.001)
+    full = bounds._milp_cover(pc, [w], [0.5], rent)
+    # under a work limit a node limit stops it, the same every time, and no clock
+    monkeypatch.setattr(bounds, "COVER_MILP_NODES", 1)
+    with tracking() as cuts:
+        a = bounds._milp_cover(pc, [w], [0.5], rent)
+        b = bounds._milp_cover(pc, [w], [0.5], rent)
+    assert cuts == [] and a == b and a <= full
+    monkeypatch.setattr(bounds, "COVER_MILP_WORK_S", 0.001)
     with tracking() as cuts:
         bounds._milp_cover(pc, [w], [0.5], rent)
     assert cuts == ["covering MILP"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome
 from planner.exact._model import Objective
-from planner.exact.work import clock_cut
+from planner.exact.work import WORK_BATCH, clock_cut
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,27 @@ def stop_on_sigint(solver: Any) -> Iterator[threading.Event]:
         log.warning("cpsat: interrupted (Ctrl-C): the best plan found so far is returned")
 
 
+@contextlib.contextmanager
+def wall_cap(solver: Any, seconds: float) -> Iterator[threading.Event]:
+    """Under a work limit: stop ``solver``'s search after ``seconds`` of wall time and set the
+    yielded event. CP-SAT's own ``max_time_in_seconds`` cannot serve: its scheduling of
+    interleaved tasks reads the time left, so the same work budget ran differently under a
+    0.84-s and a 59-s limit (0.63 against 0.73 units spent, the clock never reached)."""
+    fired = threading.Event()
+
+    def fire() -> None:
+        fired.set()
+        solver.stop_search()
+
+    timer = threading.Timer(max(0.0, seconds), fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
 def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float, bool]:
     """``(q, exact)`` by the decimal-exact-or-ceil rule."""
     c = np.abs(coefs[coefs != 0])
@@ -93,10 +114,9 @@ def choose_quantum(coefs: np.ndarray, ub: float, resolution: int) -> tuple[float
 # nonzeros: 5.6 s on an idle machine, 8.4 s on a loaded one); a run whose time left is shorter
 # is not started (the warm start is returned)
 CPSAT_LOAD_S_PER_NNZ = 5e-6
-# work mode: a search stopped below this share of its deterministic budget was stopped by the
-# wall clock; the least deterministic time a bisection round is given
-WORK_END_SHARE = 0.999
+# work mode: the least deterministic time a bisection round is given
 WORK_MIN_ROUND = 0.05
+WORK_TIME_PARAM_S = 1e7  # CP-SAT's own time limit under a work limit (see wall_cap)
 
 
 def cap_quanta(cap: float, q: float) -> int:
@@ -281,14 +301,17 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     p = solver.parameters
     time_limit = max(0.5, float(time_limit) - clock())  # the limit counts the translation
     p.max_time_in_seconds = info["cpsat_time_budget_s"] = time_limit
+    if work_limit > 0:  # a constant: the wall clock is a timer's (wall_cap)
+        p.max_time_in_seconds = WORK_TIME_PARAM_S
     p.num_workers = max(1, int(num_workers))
     p.random_seed = int(seed)
     p.relative_gap_limit = float(rel_gap)
     if work_limit > 0:
         p.max_deterministic_time = info["cpsat_work_budget"] = float(work_limit)
-        if p.num_workers > 1:  # several workers, reproducibly: batches of one task per
-            p.interleave_search = True  # worker (the default batch passed a 1.2 budget 4-fold)
-            p.interleave_batch_size = p.num_workers
+        # interleaved in batches of a fixed size: the same search whatever the workers (the
+        # default batch passed a 1.2 budget 4-fold)
+        p.interleave_search = True
+        p.interleave_batch_size = WORK_BATCH
     for key, val in (params or {}).items():
         setattr(p, key, _param_value(getattr(p, key), val))
     info["translate_s"] = clock()
@@ -299,10 +322,14 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
                           rel_gap, float(time_limit), clock, history, to_units, info, t0,
                           min_share, interrupted, float(work_limit))
         else:
-            code = solver.Solve(m, _Cb())
             if work_limit > 0:
-                _note_clock(solver, code)
+                with wall_cap(solver, time_limit) as fired:
+                    code = solver.Solve(m, _Cb())
+                if fired.is_set():
+                    clock_cut("CP-SAT")
                 info["cpsat_work_spent"] = solver.deterministic_time
+            else:
+                code = solver.Solve(m, _Cb())
             out = None
     if interrupted.is_set():
         info["interrupted"] = True
@@ -331,17 +358,6 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         info["served_t_bound"] = (bnd, max(0.0, q * (t_int - slack)))
     return SolveOutcome(st, value, f, bnd, f"CP-SAT: {word}" + (
         " (interrupted: Ctrl-C)" if info.get("interrupted") else ""), history, info)
-
-
-def _note_clock(solver: Any, code: int) -> None:
-    """Record a search that the wall clock, not its deterministic time, ended."""
-    from ortools.sat.python import cp_model
-
-    p = solver.parameters
-    if code in (cp_model.OPTIMAL, cp_model.INFEASIBLE):
-        return  # decided: no limit ended it
-    if solver.deterministic_time < WORK_END_SHARE * p.max_deterministic_time:
-        clock_cut("CP-SAT")
 
 
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
@@ -391,14 +407,19 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
         return max(lb, int(math.ceil(target - 1e-9)) - 1)
 
     word = ""
+    stop = "time limit"  # why the loop ended, unless proven, closed or interrupted
+    clocked = False  # a round stopped by the wall clock (work limit)
     # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
     phase = "min" if (min_share > 0 or ub is None) else "close"
     while not gap_ok() and not interrupted.is_set():
         wall_left = time_limit - (clock() - t0)
         # the rounds' budgets: deterministic time under a work limit, else seconds
         left = (work - spent) if work > 0 else wall_left
-        if wall_left < 0.2 or left < (WORK_MIN_ROUND if work > 0 else 0.2):
-            if work > 0 and wall_left < 0.2:
+        if work > 0 and left < WORK_MIN_ROUND:
+            stop = "time limit" if clocked else "work limit"
+            break
+        if wall_left < 0.2 or left < 0.2:
+            if work > 0:
                 clock_cut("CP-SAT")
             break
         if ub is None or phase == "min":
@@ -420,15 +441,19 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
                     m.AddHint(xs[i], val)
         if work > 0:
             solver.parameters.max_deterministic_time = max(WORK_MIN_ROUND, budget)
-            solver.parameters.max_time_in_seconds = max(0.2, wall_left)
         else:
             solver.parameters.max_time_in_seconds = max(0.2, budget)
         if interrupted.is_set():  # Ctrl-C while the hints were set: stop_search had no search
             break
-        code = solver.Solve(m, _Cb())
         if work > 0:
+            with wall_cap(solver, max(0.2, wall_left)) as fired:
+                code = solver.Solve(m, _Cb())
             spent += solver.deterministic_time
-            _note_clock(solver, code)
+            if fired.is_set():
+                clock_cut("CP-SAT")
+                clocked = True
+        else:
+            code = solver.Solve(m, _Cb())
         word = solver.StatusName(code)
         rounds.append((phase, int(mid), word, round(clock() - t0, 2)))
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -475,6 +500,5 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     history.append((clock(), f, bnd))
     term = f"CP-SAT bisection on T ({len(rounds)} rounds): " + (
         "optimal" if st == "optimal" else "stopped at rel_gap" if gap_ok() else
-        "interrupted (Ctrl-C)" if interrupted.is_set() else
-        "work limit" if work > 0 and work - spent < WORK_MIN_ROUND else "time limit")
+        "interrupted (Ctrl-C)" if interrupted.is_set() else stop)
     return SolveOutcome(st, best.__getitem__, f, bnd, term, history, info)
