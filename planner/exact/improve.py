@@ -27,9 +27,10 @@ from planner.plan import Plan
 
 log = logging.getLogger(__name__)
 
-# the search holds a few (requests x pairs x resources) float arrays: above this many cells
-# (160 MB each) it is skipped, the plan returned as given (large-synthetic: 120,000 requests on
-# 16 clusters would need about 9 GB per array)
+# the search holds a few (requests x pairs x resources) float arrays, its peak about 4 x cells
+# x 8 bytes (measured by review): above this many cells (about 650 MB at peak) it is skipped,
+# the plan returned as given (large-synthetic, 120,000 requests on 16 clusters: 504 M cells,
+# 4.0 GB per array)
 MAX_CELLS = 20_000_000
 
 
@@ -82,9 +83,13 @@ class _Blocks:
         it, inst = model.items, model.inst
         c = inst.n_clusters
         self.pp = np.array([p for p, _ in pairs], np.int64)  # each pair's prefill cluster
-        self.ptr = it.block_ptr
-        self.owner = np.repeat(np.arange(it.n), np.diff(it.block_ptr))
-        self.blk = it.block_idx.astype(np.int64)
+        # (request, block) once each: a chain may list a hash twice (found by review: the
+        # block then never closed when that request left, and opened twice)
+        g_all = max(1, int(it.block_tok.shape[0]))
+        owner = np.repeat(np.arange(it.n), np.diff(it.block_ptr))
+        key = np.unique(owner * g_all + it.block_idx.astype(np.int64))
+        self.owner, self.blk = key // g_all, key % g_all
+        self.ptr = np.searchsorted(self.owner, np.arange(it.n + 1))
         self.bl = (prefill_seconds(inst, it.block_tok[:, None], np.arange(c)[None, :])
                    / inst.replicas[None, :].astype(float))  # (G, C)
         self.count = np.zeros((it.block_tok.shape[0], c), np.int64)
@@ -102,13 +107,13 @@ class _Blocks:
         p_e = self.pp[cur][self.owner]
         e = np.arange(self.blk.shape[0])
         alone = (self.count[self.blk, p_e] == 1) * self.bl[self.blk, p_e]
-        close = np.bincount(self.owner, alone, minlength=self.n)
+        kept = np.bincount(self.owner, alone, minlength=self.n)
         cnt = self.count[self.blk]
         cnt[e, p_e] -= 1
         w = (cnt == 0) * self.bl[self.blk]
         opened = np.stack([np.bincount(self.owner, w[:, k], minlength=self.n)
                            for k in range(self.c)], axis=1)
-        return close, opened
+        return kept, opened
 
     def move(self, i: int, j_old: int, j_new: int) -> None:
         g = self.blk[self.ptr[i]:self.ptr[i + 1]]
@@ -126,8 +131,9 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     it = model.items
     if model.inst.objective != "makespan" or it.n == 0:
         return plan
-    if cells(model) > MAX_CELLS:
-        log.info("local search skipped: %d cells above %d", cells(model), MAX_CELLS)
+    size = cells(model)
+    if size > MAX_CELLS:
+        log.info("local search skipped: %d cells above %d", size, MAX_CELLS)
         return plan
     t_end = time.perf_counter() + max(0.0, time_limit)
     cont, pairs, ok = _contributions(model)
@@ -140,7 +146,7 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
     off = ~ok[rows, cur]  # a start on a pair the request may not use (its KV does not fit)
     cur[off] = fallback[off]
     blocks = _Blocks(model, pairs, cur, cont.shape[2]) if it.n_blocks > 0 else None
-    kk = np.arange(len(pairs))
+    kk = np.arange(len(pairs)) if blocks is not None else None
     load = cont[rows, cur].sum(axis=0)
     if blocks is not None:
         load = load + blocks.load()
@@ -175,8 +181,8 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
         if blocks is None:
             cand = pot(base[:, None, :] + cont) + big  # (n, K)
         else:  # with the blocks each request alone holds on its cluster, and those it opens
-            close, opened = blocks.deltas(cur)
-            base[rows, blocks.pp[cur]] -= close
+            kept, opened = blocks.deltas(cur)
+            base[rows, blocks.pp[cur]] -= kept
             moved = base[:, None, :] + cont
             moved[:, kk, blocks.pp] += opened[:, blocks.pp]
             cand = pot(moved) + big

@@ -19,7 +19,10 @@ from planner.plan import Plan
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _prefix_instance(seed: int):
+def _prefix_instance(seed: int, chains: bool = False):
+    """Named prefix groups, or (``chains``) block-hash chains of 512-token blocks that share
+    leading parts and may repeat a hash (a repeated hash made the search count a request's
+    block twice: found by review)."""
     rng = np.random.default_rng(seed)
     clusters = [{"name": "p0", "role": "prefill", "dc": "a"},
                 {"name": "m0", "role": "mixed", "dc": "a", "replicas": 2},
@@ -28,6 +31,11 @@ def _prefix_instance(seed: int):
     reqs = []
     for _ in range(14):
         g = int(rng.integers(0, 4))
+        if chains:
+            chain = [int(h) for h in rng.integers(1, 4, int(rng.integers(1, 4)))]
+            reqs.append({"prompt_tokens": 512 * len(chain) + int(rng.integers(0, 300)),
+                         "output_tokens": int(rng.integers(0, 60)), "prefix": chain})
+            continue
         reqs.append({"prompt_tokens": 300 + int(rng.integers(1, 800)),
                      "output_tokens": int(rng.integers(0, 60)),
                      **({"prefix": f"g{g}", "prefix_tokens": 100 * (g + 1)} if g < 3 else {})})
@@ -40,9 +48,10 @@ def _loads(inst, plan):
     return np.concatenate([m.load_s, m.memory_load_s, m.link_load_s])
 
 
+@pytest.mark.parametrize("chains", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_each_moves_predicted_loads_are_the_evaluators(seed):
-    inst = _prefix_instance(seed)
+def test_each_moves_predicted_loads_are_the_evaluators(seed, chains):
+    inst = _prefix_instance(seed, chains)
     items = request_items(inst)
     assert items.n_blocks > 0
     model = PlacementModel(inst, items, symmetry=False)
@@ -56,19 +65,19 @@ def test_each_moves_predicted_loads_are_the_evaluators(seed):
         return Plan(np.array([pairs[j][0] for j in c]), np.array([pairs[j][1] for j in c]))
 
     checked = 0
-    for _ in range(30):
+    for _ in range(60):
         load = cont[rows, cur].sum(axis=0) + blocks.load()
         np.testing.assert_allclose(load, _loads(inst, plan_of(cur)), rtol=1e-12, atol=1e-12)
-        close, opened = blocks.deltas(cur)
+        kept, opened = blocks.deltas(cur)
         i = int(rng.integers(items.n))
         j = int(rng.choice(np.flatnonzero(ok[i])))
         pred = load - cont[i, cur[i]] + cont[i, j]
-        pred[blocks.pp[cur[i]]] -= close[i]
+        pred[blocks.pp[cur[i]]] -= kept[i]
         pred[blocks.pp[j]] += opened[i, blocks.pp[j]]
         moved = cur.copy()
         moved[i] = j
         np.testing.assert_allclose(pred, _loads(inst, plan_of(moved)), rtol=1e-12, atol=1e-12)
-        checked += close[i] > 0 or opened[i, blocks.pp[j]] > 0
+        checked += kept[i] > 0 or opened[i, blocks.pp[j]] > 0
         blocks.move(i, int(cur[i]), j)
         cur = moved
     assert checked > 0  # some moves closed or opened a block
