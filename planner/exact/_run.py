@@ -17,7 +17,7 @@ import numpy as np
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
-from planner.exact.work import WORK_WORKERS, clock_cut, ls_moves, tracking
+from planner.exact.work import WORK_WORKERS, clock_cut, ls_moves, tracking, untracked
 from planner.instance import Instance
 from planner.metrics import Metrics, evaluate_arrays, kv_misfits, unplaceable
 from planner.plan import Plan, Result, relative_gap
@@ -180,7 +180,8 @@ def warm_plan(inst: Instance, name: str) -> tuple[Plan | None, str]:
                                       for p in exc.problems]) from None
     if spec.kind != "heuristic":  # a time-limited method's plan depends on its clock
         clock_cut(f"warm start ({name})")
-    out = spec.func(inst)
+    with untracked():  # the warm start's own run has no work limit
+        out = spec.func(inst)
     plan = out if isinstance(out, Plan) else getattr(out, "plan", None)
     if plan is None:
         return None, f"{name}: no plan"
@@ -359,9 +360,10 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         # GLOP's share: at most half the time left after the build (a time-out leaves the
         # bound as it was; too little to load the model skips it)
         left = max(0.0, time_limit - (time.perf_counter() - t_start))
-        # under a work limit GLOP runs to its end (the wall clock left caps it)
+        # under a work limit GLOP runs to its end, up to LP_BOUND_MAX_S (not finished: a clock
+        # cut; Mooncake's LP takes longer, so a run there needs lp_bound=False to repeat)
         db, lp_plan = lp_domain_bound(inst, items, db, info,
-                                      left if work else min(LP_BOUND_MAX_S, 0.5 * left),
+                                      min(LP_BOUND_MAX_S, left if work else 0.5 * left),
                                       built=(model, buf, v))
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if opts.get("improve", True) and inst.objective == "makespan":
@@ -392,8 +394,9 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
     t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
     # under a work limit 0 workers means WORK_WORKERS, not the cores: the search must not
     # depend on the machine
-    nw = workers(opts.get("num_workers", 0)) if not work else \
-        int(opts.get("num_workers") or 0) or WORK_WORKERS
+    nw = workers(opts.get("num_workers", 0))
+    if work and int(opts.get("num_workers") or 0) <= 0:
+        nw = WORK_WORKERS
     info["num_workers"] = nw
     out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left, num_workers=nw,
                    seed=int(opts.get("seed", 0)), rel_gap=rel_gap,

@@ -43,6 +43,17 @@ def tracking() -> Iterator[list[str]]:
         _CUTS.reset(token)
 
 
+@contextmanager
+def untracked() -> Iterator[None]:
+    """No tracking inside the block: a nested run without a work limit (a warm start by an
+    exact method) keeps its own clocks and its cuts stay out of the outer run's list."""
+    token = _CUTS.set(None)
+    try:
+        yield
+    finally:
+        _CUTS.reset(token)
+
+
 def tracked() -> bool:
     """True inside :func:`tracking`: the run has a work limit."""
     return _CUTS.get() is not None

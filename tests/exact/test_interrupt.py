@@ -42,6 +42,15 @@ def test_ctrl_c_stops_cpsat_and_solve_keeps_its_best_plan(tmp_path):
     assert doc["status"] == "feasible" and doc["objective"] is not None
 
 
+def test_ctrl_c_under_a_work_limit_is_not_reproducible(tmp_path):
+    # found by review: the run said nothing, as if the work budget had ended it
+    plan = tmp_path / "q.plan.json"
+    r, _ = _interrupt(["solve", SCENARIOS / "quickstart.yaml", "-m", "cpsat", "--time-limit",
+                       "120", "--out", plan, "-O", "improve=false", "-O", "work_limit=200"])
+    assert r.returncode == 130, r.stderr
+    assert "interrupted (Ctrl-C)" in r.stdout and "not reproducible" in r.stdout
+
+
 def test_ctrl_c_stops_compare_and_keeps_the_previous_report(tmp_path):
     out = tmp_path / "r.html"
     out.write_text("old report")

@@ -3,6 +3,7 @@ figures every time; a stage that the wall clock ends makes the run say it is not
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,11 +21,15 @@ from planner.exact.work import ls_moves, tracking
 from planner.metrics import evaluate_arrays
 
 
-def _bench(n: int):
+def _scenario(n: int, **kw) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_exact import scenario
 
-    return as_instance(load_scenario(scenario(n)))
+    return scenario(n, **kw)
+
+
+def _bench(n: int):
+    return as_instance(load_scenario(_scenario(n)))
 
 
 def test_a_work_limited_run_repeats_its_plan_and_figures():
@@ -78,10 +83,7 @@ def test_a_time_limited_warm_start_or_lp_is_a_clock_cut(monkeypatch):
 
 def test_a_served_run_cut_by_the_clock_says_so():
     # the path without bisection (found by review: no test noticed when it recorded nothing)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from bench_exact import scenario
-
-    sc = scenario(200, 1, objective="served")
+    sc = _scenario(200, seed=1, objective="served")
     sc["horizon_s"] = 11
     r = solve(load_scenario(sc), "cpsat", time_limit=3, work_limit=50.0)
     assert "bisection_rounds" not in r.info
@@ -132,9 +134,8 @@ def test_a_covering_milp_cut_by_its_clock_is_recorded(monkeypatch):
     rent = w * 1000 + rng.uniform(0, 0.2, n)
     pc = _prefill_only(n)
     with tracking() as cuts:
-        bounds._milp_cover(pc, [w], [0.5], rent)
-    assert cuts == []  # decided within its 2 s
-    full = bounds._milp_cover(pc, [w], [0.5], rent)
+        full = bounds._milp_cover(pc, [w], [0.5], rent)
+    assert cuts == [] and full is not None  # decided within its node and 60-s limits
     # under a work limit a node limit stops it, the same every time, and no clock
     monkeypatch.setattr(bounds, "COVER_MILP_NODES", 1)
     with tracking() as cuts:
@@ -145,3 +146,32 @@ def test_a_covering_milp_cut_by_its_clock_is_recorded(monkeypatch):
     with tracking() as cuts:
         bounds._milp_cover(pc, [w], [0.5], rent)
     assert cuts == ["covering MILP"]
+
+
+def test_a_small_budget_is_not_taken_for_a_clock():
+    # found by review: work left between 0.05 and 0.2 units was compared with 0.2 s, and the run
+    # was called "not reproducible" with no clock involved
+    r = solve(_bench(60), "cpsat", time_limit=60, work_limit=0.3)
+    assert r.info["reproducible"] is True and r.info["clock_cuts"] == [], r.termination
+    assert "work limit" in r.termination
+
+
+def test_a_warm_start_by_an_exact_method_runs_untracked(monkeypatch):
+    # found by review: the nested run saw the outer work limit's tracking (its covering MILP
+    # took the node limit, its cuts went into the outer list)
+    from planner import registry
+    from planner.exact.work import tracked
+
+    seen = []
+    spec = registry.get_method("greedy")
+
+    def spy(inst, **kw):
+        seen.append(tracked())
+        return spec.func(inst, **kw)
+
+    monkeypatch.setattr(registry, "get_method",
+                        lambda name: dataclasses.replace(spec, func=spy, kind="exact"))
+    with tracking() as cuts:
+        plan, _ = warm_plan(_bench(20), "greedy")
+    assert seen == [False] and plan is not None
+    assert cuts == ["warm start (greedy)"]  # an exact method's start is still a clock's

@@ -300,13 +300,12 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
     solver = cp_model.CpSolver()
     p = solver.parameters
     time_limit = max(0.5, float(time_limit) - clock())  # the limit counts the translation
-    p.max_time_in_seconds = info["cpsat_time_budget_s"] = time_limit
-    if work_limit > 0:  # a constant: the wall clock is a timer's (wall_cap)
-        p.max_time_in_seconds = WORK_TIME_PARAM_S
+    p.max_time_in_seconds = info["cpsat_time_budget_s"] = time_limit  # a work limit: the cap
     p.num_workers = max(1, int(num_workers))
     p.random_seed = int(seed)
     p.relative_gap_limit = float(rel_gap)
     if work_limit > 0:
+        p.max_time_in_seconds = WORK_TIME_PARAM_S  # a constant: the wall cap is wall_cap's
         p.max_deterministic_time = info["cpsat_work_budget"] = float(work_limit)
         # interleaved in batches of a fixed size: the same search whatever the workers (the
         # default batch passed a 1.2 budget 4-fold)
@@ -322,17 +321,13 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
                           rel_gap, float(time_limit), clock, history, to_units, info, t0,
                           min_share, interrupted, float(work_limit))
         else:
+            code, _ = _solve(solver, m, _Cb(), time_limit if work_limit > 0 else None)
             if work_limit > 0:
-                with wall_cap(solver, time_limit) as fired:
-                    code = solver.Solve(m, _Cb())
-                if fired.is_set():
-                    clock_cut("CP-SAT")
                 info["cpsat_work_spent"] = solver.deterministic_time
-            else:
-                code = solver.Solve(m, _Cb())
             out = None
     if interrupted.is_set():
         info["interrupted"] = True
+        clock_cut("CP-SAT (interrupted: Ctrl-C)")  # where the search stopped is the user's
     if out is not None:
         return out
     info["solve_s"] = clock() - t0
@@ -360,8 +355,20 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
         " (interrupted: Ctrl-C)" if info.get("interrupted") else ""), history, info)
 
 
+def _solve(solver: Any, m: Any, cb: Any, wall: float | None) -> tuple[int, bool]:
+    """``solver.Solve``; with ``wall`` (a work limit) under a timer that stops it there, a stop
+    recorded as a clock cut. Returns the status and whether the timer fired."""
+    if wall is None:
+        return solver.Solve(m, cb), False
+    with wall_cap(solver, wall) as fired:
+        code = solver.Solve(m, cb)
+    if fired.is_set():
+        clock_cut("CP-SAT")
+    return code, fired.is_set()
+
+
 def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel_gap, time_limit,  # noqa
-            clock, history, to_units, info, t0, min_share, interrupted, work=0.0) -> SolveOutcome:
+            clock, history, to_units, info, t0, min_share, interrupted, work) -> SolveOutcome:
     """Makespan by bisection on T: CP-SAT proves ``T <= mid`` infeasible far faster than its
     min-T search raises the bound there. A share ``min_share`` (40 %) of the time goes to the
     plain minimisation (incumbents; none when 0 and a warm start exists). Then each round
@@ -418,7 +425,7 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
         if work > 0 and left < WORK_MIN_ROUND:
             stop = "time limit" if clocked else "work limit"
             break
-        if wall_left < 0.2 or left < 0.2:
+        if wall_left < 0.2 or (work <= 0 and left < 0.2):
             if work > 0:
                 clock_cut("CP-SAT")
             break
@@ -445,15 +452,10 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
             solver.parameters.max_time_in_seconds = max(0.2, budget)
         if interrupted.is_set():  # Ctrl-C while the hints were set: stop_search had no search
             break
+        code, fired = _solve(solver, m, _Cb(), max(0.2, wall_left) if work > 0 else None)
         if work > 0:
-            with wall_cap(solver, max(0.2, wall_left)) as fired:
-                code = solver.Solve(m, _Cb())
             spent += solver.deterministic_time
-            if fired.is_set():
-                clock_cut("CP-SAT")
-                clocked = True
-        else:
-            code = solver.Solve(m, _Cb())
+            clocked = clocked or fired
         word = solver.StatusName(code)
         rounds.append((phase, int(mid), word, round(clock() - t0, 2)))
         if code in (cp_model.OPTIMAL, cp_model.FEASIBLE):
