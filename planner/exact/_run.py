@@ -308,7 +308,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
         res = _run_exact(inst, method, solve_fn, opts, hint_coef, work)
     res.info.update(work_limit=work, reproducible=not cuts, clock_cuts=list(cuts))
     if cuts:
-        res.termination += f"; a clock ended {', '.join(cuts)}: not reproducible"
+        res.termination += f"; a clock or Ctrl-C ended {', '.join(cuts)}: not reproducible"
     return res
 
 

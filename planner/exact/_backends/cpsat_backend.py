@@ -327,7 +327,7 @@ def solve_cpsat(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, float] |
             out = None
     if interrupted.is_set():
         info["interrupted"] = True
-        clock_cut("CP-SAT (interrupted: Ctrl-C)")  # where the search stopped is the user's
+        clock_cut("CP-SAT (by Ctrl-C)")  # where the search stopped is the user's
     if out is not None:
         return out
     info["solve_s"] = clock() - t0
