@@ -33,6 +33,10 @@ COMMON = {"time_limit": 10.0, "num_workers": 0, "seed": 0, "warm_start": "greedy
 LP_BOUND_MAX_TERMS = 400_000  # request-level LP relaxation for the domain bound up to this size
 LP_BOUND_MAX_S = 30.0  # GLOP's limit for that LP (and at most half the run's)
 LP_VALUE_MARGIN = 1e-6  # the LP value as a bound, lowered by this share for its float tolerances
+# the warm start's local search: this share of the run (seconds, or work units under a work
+# limit), at most IMPROVE_MAX
+IMPROVE_SHARE = 0.08
+IMPROVE_MAX = 5.0
 
 
 def workers(n: int) -> int:
@@ -370,10 +374,11 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         t_imp = time.perf_counter()
         plain = warm, warm_m
         left = max(0.0, time_limit - (time.perf_counter() - t_start))
-        warm, warm_m = improved_start(inst, items, [warm, lp_plan], db["bound"], rel_gap,
-                                      left if work else min(5.0, 0.08 * time_limit, 0.25 * left),
-                                      int(opts.get("seed", 0)), info,
-                                      min(5.0, 0.08 * work) if work else None)
+        warm, warm_m = improved_start(
+            inst, items, [warm, lp_plan], db["bound"], rel_gap,
+            left if work else min(IMPROVE_MAX, IMPROVE_SHARE * time_limit, 0.25 * left),
+            int(opts.get("seed", 0)), info,
+            min(IMPROVE_MAX, IMPROVE_SHARE * work) if work else None)
         info["improve_s"] = time.perf_counter() - t_imp
         if warm_m is not None and not warm_m.feasible:  # never start from a plan the model bars
             info["improved_objective"] = None
@@ -394,9 +399,8 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
     t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
     # under a work limit 0 workers means WORK_WORKERS, not the cores: the search must not
     # depend on the machine
-    nw = workers(opts.get("num_workers", 0))
-    if work and int(opts.get("num_workers") or 0) <= 0:
-        nw = WORK_WORKERS
+    asked = int(opts.get("num_workers") or 0)
+    nw = WORK_WORKERS if work and asked <= 0 else workers(asked)
     info["num_workers"] = nw
     out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left, num_workers=nw,
                    seed=int(opts.get("seed", 0)), rel_gap=rel_gap,

@@ -165,8 +165,8 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
         cur[i] = j
 
     rng = np.random.default_rng(seed)
-    best_cur, best_key = cur.copy(), (max(float(load.max()), target), float(pot(load)))
     phi = float(pot(load))
+    best_cur, best_key = cur.copy(), (max(float(load.max()), target), phi)
     stall = moves = 0
     budget = max_moves if max_moves is not None else float("inf")
     while phi > 0 and moves < budget:
@@ -188,12 +188,8 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
             cand = pot(moved) + big
         i, j = np.unravel_index(int(np.argmin(cand)), cand.shape)
         if cand[i, j] < phi * (1 - 1e-12):
-            if blocks is None:
-                load = base[i] + cont[i, j]
-                cur[i] = j
-            else:
-                relocate(int(i), int(j))
-                load = exact_load()
+            relocate(int(i), int(j))
+            load = base[i] + cont[i, j] if blocks is None else exact_load()
             phi = float(pot(load))
         else:
             # best swap between a request on an overloaded resource and any other request
@@ -226,8 +222,10 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
                     best = (best[0], -1, -1)
             elif best[1] >= 0:
                 _, a, b = best
-                load = load - mine[a] - mine[b] + cont[a, cur[b]] + cont[b, cur[a]]
-                cur[a], cur[b] = cur[b], cur[a]
+                ja, jb = int(cur[a]), int(cur[b])
+                load = load - mine[a] - mine[b] + cont[a, jb] + cont[b, ja]
+                relocate(a, jb)
+                relocate(b, ja)
             if best[1] < 0:
                 stall += 1
                 if stall > max_stall:
@@ -236,12 +234,9 @@ def improve_makespan(model: PlacementModel, plan: Plan, target: float, time_limi
                 a = int(rng.choice(touch)) if touch.size else int(rng.integers(n))
                 choices = np.flatnonzero(ok[a])
                 j = int(rng.choice(choices))
-                if blocks is None:
-                    load = load - mine[a] + cont[a, j]
-                    cur[a] = j
-                else:
-                    relocate(a, j)
-                    load = exact_load()
+                step = load - mine[a] + cont[a, j]
+                relocate(a, j)
+                load = step if blocks is None else exact_load()
                 phi = float(pot(load))
                 continue
             phi = float(pot(load))

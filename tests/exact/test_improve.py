@@ -43,6 +43,12 @@ def _prefix_instance(seed: int, chains: bool = False):
                     links=[{"between": ["a", "b"], "bandwidth_gbps": 0.01}])
 
 
+def _on_p0_and_d0(inst) -> Plan:
+    """Every request prefilled on p0 and decoded on d0: far from balanced."""
+    return Plan(np.zeros(inst.n_requests, np.int64),
+                np.where(inst.output_tokens > 0, 2, -1).astype(np.int64))
+
+
 def _loads(inst, plan):
     m = evaluate_arrays(inst, plan)
     return np.concatenate([m.load_s, m.memory_load_s, m.link_load_s])
@@ -87,8 +93,7 @@ def test_each_moves_predicted_loads_are_the_evaluators(seed, chains):
 def test_the_search_never_returns_a_worse_plan(seed):
     inst = _prefix_instance(seed)
     model = PlacementModel(inst, request_items(inst), symmetry=False)
-    start = Plan(np.zeros(inst.n_requests, np.int64),
-                 np.where(inst.output_tokens > 0, 2, -1).astype(np.int64))
+    start = _on_p0_and_d0(inst)
     before = evaluate_arrays(inst, start).makespan_s
     after = evaluate_arrays(inst, improve_makespan(model, start, 0.0, 5.0, max_moves=200))
     assert after.makespan_s <= before * (1 + 1e-12)
@@ -110,8 +115,7 @@ def test_a_search_too_large_for_memory_is_skipped(monkeypatch):
 
     inst = _prefix_instance(0)
     model = PlacementModel(inst, request_items(inst), symmetry=False)
-    start = Plan(np.zeros(inst.n_requests, np.int64),
-                 np.where(inst.output_tokens > 0, 2, -1).astype(np.int64))
+    start = _on_p0_and_d0(inst)
     assert improve.cells(model) == inst.n_requests * 12 * (2 * 4 + 1)  # 9 + 3 pairs, 9 rows
     monkeypatch.setattr(improve, "MAX_CELLS", improve.cells(model) - 1)
     same = improve_makespan(model, start, 0.0, 5.0, max_moves=200)
