@@ -110,9 +110,51 @@ def shared_blocks(inst: Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return ptr, new_id[inv[shared]], tok, covered
 
 
+def merge_blocks(n: int, ptr: np.ndarray, idx: np.ndarray, tok: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shared blocks held by the same set of requests merged into one block of their summed
+    tokens: CSR request -> merged block (each once per request, in order of first occurrence),
+    and the merged blocks' tokens. Exact for every model here: a block's prefill is paid on a
+    cluster when any of its holders is prefilled there, so blocks with one holder set are paid
+    on the same clusters (and prefill seconds are linear in tokens). A prompt's common prefix
+    is many blocks with one holder set: on the Mooncake scenario 18,251 shared blocks become
+    591, and 96,204 request-block pairs (each a facility row per prefill cluster) 2,571."""
+    g = int(tok.shape[0])
+    if g == 0:
+        return ptr, idx, tok
+    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(ptr))
+    pairs = np.unique(idx.astype(np.int64) * n + owner)  # (block, holder) once, by block
+    blk, hold = pairs // n, pairs % n
+    cnt = np.bincount(blk, minlength=g)
+    start = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    # a signature of each holder set: two sums of random 64-bit words (wrapping) and the count
+    rng = np.random.default_rng(0x5EED)
+    words = rng.integers(0, 2**63 - 1, size=(2, n), dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):
+        sig = np.stack([np.add.reduceat(words[0][hold], start),
+                        np.add.reduceat(words[1][hold], start), cnt.astype(np.uint64)], axis=1)
+    _, first, group = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    group = group.ravel()
+    # exactness: every block's holders equal its group's first block's, element by element
+    rep = first[group]
+    k = np.arange(pairs.size) - np.repeat(start, cnt)
+    if not np.array_equal(hold, hold[np.repeat(start[rep], cnt) + k]):
+        return ptr, idx, tok  # a signature collision: keep the blocks as they are
+    merged_tok = np.bincount(group, weights=tok, minlength=first.size)
+    # each request's merged blocks once, in the order they first occur in its list
+    new = group[idx]
+    key = owner * first.size + new
+    _, pos = np.unique(key, return_index=True)
+    pos.sort()
+    owner2, idx2 = owner[pos], new[pos]
+    ptr2 = np.searchsorted(owner2, np.arange(n + 1)).astype(np.int64)
+    return ptr2, idx2.astype(np.int64), merged_tok
+
+
 def request_items(inst: Instance) -> Items:
     pre_r, dec_r, mem_r = per_token_rates(inst)
     ptr, idx, tok, covered = shared_blocks(inst)
+    ptr, idx, tok = merge_blocks(inst.n_requests, ptr, idx, tok)
     prompt = inst.prompt_tokens.astype(float)
     out = inst.output_tokens.astype(float)
     suffix = prompt - covered
