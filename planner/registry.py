@@ -64,6 +64,7 @@ CHOICE_OPTIONS: dict[str, tuple[str, ...]] = {
     "load": ("requests", "seconds"),  # dist_sched
     "cost": ("latency", "load"),  # heatmap, dist_sched
     "mode": ("lp", "milp"),  # aggregated
+    "lp_solver": ("auto", "glop", "glop_unscaled"),  # exact methods' LP relaxation
 }
 # counts, sizes and limits that must be positive; shares that must lie in [0, 1]
 POSITIVE_OPTIONS = frozenset({

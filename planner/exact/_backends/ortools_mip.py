@@ -136,10 +136,11 @@ def load_model(s: Any, buf: RowBuffer, obj: Objective, T: int, relax: bool = Fal
 
 
 def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
-             time_limit: float = 60.0, num_workers: int = 1
+             time_limit: float = 60.0, num_workers: int = 1, params: str = ""
              ) -> tuple[str, list[float] | None, float | None, list[float] | None]:
     """The LP relaxation (every variable continuous): status, values, objective (solver units)
-    and row duals. ``time_limit`` counts the translation; none left: not solved."""
+    and row duals. ``time_limit`` counts the translation; none left: not solved. ``params``:
+    the solver's own parameters as text (GLOP: ``use_scaling: false``)."""
     from ortools.linear_solver import pywraplp
 
     clock = Clock()
@@ -157,6 +158,8 @@ def solve_lp(buf: RowBuffer, obj: Objective, T: int, *, solver: str = "GLOP",
         return "no_solution", None, None, None
     s.SetTimeLimit(max(1, int(budget * 1000)))
     s.SetNumThreads(max(1, num_workers))
+    if params and not s.SetSolverSpecificParametersAsString(params):
+        raise ValueError(f"{solver} refused its parameters {params!r}")
     code = s.Solve()
     if code not in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE):
         return ("infeasible" if code == pywraplp.Solver.INFEASIBLE else "no_solution"), None, None, None
