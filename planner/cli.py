@@ -70,7 +70,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         check_time_limit(options["time_limit"], "--option time_limit")
         time_limit = float(options.pop("time_limit"))
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
-    check_output(out, "--out")
+    check_output(out, "--out", inputs=sc.input_files())
     from planner.report.compare import warm_heuristic
 
     warm_heuristic(args.method)  # its wall_s without the one-time compile (as compare's)

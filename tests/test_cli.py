@@ -259,3 +259,50 @@ def test_solve_warms_a_heuristic_up_untimed(tmp_path, monkeypatch):
     assert cli.main(["solve", two_dc, "-m", "cpsat", "--time-limit", "2",
                      "--out", str(tmp_path / "b.json")]) == 0
     assert seen == ["lpt"]
+
+
+def _traced_scenario(tmp_path):
+    """A copy of the two-region scenario on the first 30 requests of its trace, both in
+    ``tmp_path``: the scenario file and the trace file it reads."""
+    trace_src = SCENARIOS / "traces" / "azure2023" / "AzureLLMInferenceTrace_conv.csv"
+    trace = tmp_path / "conv.csv"
+    trace.write_text("".join(trace_src.read_text().splitlines(keepends=True)[:31]))
+    doc = yaml.safe_load((SCENARIOS / "two-region-azure.yaml").read_text())
+    doc["workload"]["file"]["path"] = "conv.csv"
+    scen = tmp_path / "s.yaml"
+    scen.write_text(yaml.safe_dump(doc))
+    return scen, trace
+
+
+def test_outputs_never_overwrite_the_inputs(tmp_path, capsys):
+    """Found by review: `compare s.yaml --out conv.html` wrote its table over the trace conv.csv,
+    and `solve s.yaml -o s.yaml` replaced the scenario with the plan (exit 0 both)."""
+    from planner import cli
+
+    scen, trace = _traced_scenario(tmp_path)
+    before = {p: p.read_bytes() for p in (scen, trace)}
+    (tmp_path / "rep.plans").mkdir()
+    moved = tmp_path / "rep.plans" / "conv.csv"  # a trace inside the folder compare replaces
+    moved.write_bytes(before[trace])
+    scen2 = tmp_path / "s2.yaml"
+    scen2.write_text(scen.read_text().replace("path: conv.csv", "path: rep.plans/conv.csv"))
+    cases = [
+        (["solve", str(scen), "-m", "greedy", "-o", str(scen)], "is the scenario file"),
+        (["solve", str(scen), "-m", "greedy", "-o", str(trace)], "is the trace file"),
+        (["compare", str(scen), "--methods", "greedy", "--no-progress",
+          "--out", str(tmp_path / "conv.html")], "is the trace file"),
+        (["compare", str(scen), "--methods", "greedy", "--no-progress",
+          "--out", str(tmp_path / "s.html")], None),  # s.csv, s.json: no input among them
+        (["compare", str(scen2), "--methods", "greedy", "--no-progress",
+          "--out", str(tmp_path / "rep.html")], "holds the trace file"),
+    ]
+    for argv, expected in cases:
+        rc = cli.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        if expected is None:
+            assert rc == 0, (argv, err)
+            continue
+        assert rc == 2 and len(err) == 1 and expected in err[0], (argv, err)
+        assert err[0].endswith("it would be overwritten") or err[0].endswith("be replaced")
+    assert {p: p.read_bytes() for p in (scen, trace)} == before
+    assert moved.read_bytes() == before[trace]

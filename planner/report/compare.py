@@ -593,7 +593,7 @@ def compare(
     paths = output_paths(out)
     sc = load_scenario(scenario)
     for key in ("html", "csv", "json", "plans"):
-        check_output(paths[key], "--out", folder=key == "plans")
+        check_output(paths[key], "--out", folder=key == "plans", inputs=sc.input_files())
     real_plans = Path(os.path.realpath(paths["plans"]))
     staging = Path(tempfile.mkdtemp(prefix=f".{real_plans.name}.", suffix=".tmp",
                                     dir=real_plans.parent))

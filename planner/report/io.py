@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,23 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
+def check_output(path: str | Path, option: str, folder: bool = False,
+                 inputs: Mapping[str, str] | None = None) -> Path:
     """Fail early, with one line naming ``option``, when ``path`` cannot be written: a folder
-    where a file goes (or a file where a folder goes), or a parent that is a file or cannot be
-    made. Creates the missing parent folders."""
-    from planner.scenario.errors import InputError, Problem
+    where a file goes (or a file where a folder goes), a parent that is a file or cannot be
+    made, or one of ``inputs`` (real path -> what it is, e.g. ``Scenario.input_files()``) that
+    it would overwrite (for a folder: one inside it). Creates the missing parent folders."""
+    from planner.scenario.errors import UNSHOWN, InputError, Problem
 
     path = Path(path)
     why = None
-    if not folder and path.is_dir():
+    real = os.path.realpath(path)
+    hit = [label for r, label in (inputs or {}).items()
+           if r == real or (folder and r.startswith(real + os.sep))]
+    if hit:
+        why = f"is {hit[0]}: it would be overwritten" if not folder else \
+            f"holds {hit[0]}: it would be replaced"
+    elif not folder and path.is_dir():
         why = "is a folder, not a file"
     elif folder and path.exists() and not path.is_dir():
         why = "is a file, not a folder"
@@ -54,7 +62,7 @@ def check_output(path: str | Path, option: str, folder: bool = False) -> Path:
             except OSError as exc:
                 why = f"cannot write in its folder {path.parent}: {exc.strerror or exc}"
     if why:
-        raise InputError(option, [Problem(str(path), why)])
+        raise InputError(option, [Problem(str(path), why, UNSHOWN)])
     return path
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MISSING: Any = object()
+UNSHOWN: Any = object()  # a problem with nothing to show in parentheses (the path says it all)
 
 
 def format_path(loc: Sequence[Any]) -> str:
@@ -43,6 +44,8 @@ class Problem:
 
     def render(self, file: str) -> str:
         where = file if self.path == file else f"{file}: {self.path}"  # an option names itself once
+        if self.given is UNSHOWN:
+            return f"{where}: {self.message}"
         return f"{where}: {self.message} ({_show(self.given)})"
 
 

@@ -6,6 +6,7 @@ per hour) happen once, here, in the properties.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +131,7 @@ class Workload:
     prefix_blocks: np.ndarray
     prefix_block_tokens: np.ndarray
     source: str = "inline"
+    files: tuple[str, ...] = ()  # the trace files read, as given (see Scenario.input_files)
 
     def __post_init__(self) -> None:
         for name in (
@@ -163,6 +165,14 @@ class Scenario:
     description: str = ""
     path: Path | None = None
     extra: dict = field(default_factory=dict)
+
+    def input_files(self) -> dict[str, str]:
+        """The files this scenario was read from, by real path: the scenario file and its trace
+        files, each with a label naming it (outputs must not overwrite them)."""
+        out = {os.path.realpath(f): f"the trace file {f}" for f in self.workload.files}
+        if self.path is not None:
+            out[os.path.realpath(self.path)] = f"the scenario file {self.path}"
+        return out
 
     def cluster(self, name: str) -> Cluster:
         for c in self.clusters:

@@ -42,6 +42,7 @@ def assemble(
     group_tokens: np.ndarray | None = None,
     time_scale: float = 1.0,
     source: str = "inline",
+    files: tuple[str, ...] = (),
 ) -> Workload:
     """Build a Workload. Prefixes come as hash chains (CSR ``chain_ptr``/``chain_keys`` with
     per-block ``chain_tokens``) or as one integer group code per request (-1 for no prefix) with
@@ -86,6 +87,7 @@ def assemble(
         prefix_blocks=codes,
         prefix_block_tokens=btok,
         source=source,
+        files=files,
     )
 
 

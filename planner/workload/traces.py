@@ -286,7 +286,7 @@ def _read(
         ids=ids, arrival_s=arrival, prompt_tokens=prompt, output_tokens=output, origin=origin,
         priority=priority, chain_ptr=chain_ptr, chain_keys=chain_keys, chain_tokens=chain_tokens,
         group=group, group_tokens=group_tokens, time_scale=time_scale,
-        source=f"{fmt}:{path.name}",
+        source=f"{fmt}:{path.name}", files=(str(path),),
     )
 
 

@@ -519,3 +519,19 @@ def test_a_table_written_before_the_replay_columns_is_upgraded(tmp_path: Path) -
     assert {k: old_row[k] for k in ("makespan_s", "cost_usd", "status", "overrides")} == \
         {k: before[0][k] for k in ("makespan_s", "cost_usd", "status", "overrides")}
     assert len(after) == 2
+
+
+def test_a_sweep_never_writes_over_a_trace_its_scenario_reads(tmp_path: Path, capsys) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("prompt_tokens,output_tokens,arrival_s\n100,10,0\n200,20,1\n")
+    doc = yaml.safe_load(_scenario(tmp_path).read_text())
+    doc.pop("requests", None)
+    doc["workload"] = {"file": {"path": "t.csv", "format": "csv"}}
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(doc))
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "scenario": "base.yaml", "methods": ["greedy"],
+                                    "grid": {"links[0].bandwidth_gbps": [1]}, "out": "t.csv"}))
+    err = _errors(path, capsys)
+    assert len(err) == 1 and "out: is the trace file of scenario base: it would be overwritten" \
+        in err[0], err
+    assert trace.read_text().startswith("prompt_tokens,output_tokens")
