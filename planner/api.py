@@ -40,8 +40,8 @@ def check_time_limit(value: Any, name: str = "time_limit") -> None:
     """A time limit is a positive, finite number of seconds (None: the method's default)."""
     if value is None:
         return
-    try:
-        ok = math.isfinite(float(value)) and float(value) > 0
+    try:  # True is no number of seconds (it ran as a 1-s limit; found by review)
+        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) > 0
     except (TypeError, ValueError):
         ok = False
     if not ok:

@@ -37,6 +37,15 @@ class MethodSpec:
         problems = []
         for key, value in options.items():
             if key in COMMON_OPTIONS and key not in self.options:
+                # accepted by every method, checked all the same (a sweep's `time_limit: abc`
+                # for greedy ended in an unexpected ValueError; found by review)
+                try:
+                    cast = _cast(value, 1.0)
+                    ok = not isinstance(cast, bool) and math.isfinite(float(cast)) and cast > 0
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok:
+                    problems.append(Problem(key, "must be a positive number of seconds", value))
                 continue
             if key not in self.options:
                 known = ", ".join(sorted(self.options)) or "none"
@@ -98,6 +107,16 @@ def _cast(value: Any, default: Any) -> Any:
     if not isinstance(value, str) or default is None or isinstance(default, str):
         if isinstance(default, bool) and not isinstance(value, bool):
             raise TypeError
+        if isinstance(default, int) and not isinstance(default, bool):
+            # a count or a seed: a whole number (a sweep's `seed: 1.5` reached numpy, whose
+            # TypeError became every point's error row; found by review)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError(value)
+                return int(value)
+            return value
         if isinstance(default, (int, float)) and not isinstance(default, bool) and \
                 not isinstance(value, (int, float, str)):
             raise TypeError

@@ -24,6 +24,16 @@ from planner.scenario.errors import OptionError
     ("dist_sched", {"load": "foo"}, "load: expected one of requests, seconds"),
     ("batch_cpsat", {"objective": "foo"}, "objective: expected one of makespan, mean_completion"),
     ("aggregated", {"mode": "foo"}, "mode: expected one of lp, milp"),
+    ("cpsat", {"lp_solver": "pdlp"}, "lp_solver: expected one of auto, glop, glop_unscaled"),
+    # time_limit, which every method accepts, is checked where the method has no such option
+    # too (a sweep's `greedy: {time_limit: abc}` was an unexpected ValueError; found by review)
+    ("greedy", {"time_limit": "abc"}, "time_limit: must be a positive number of seconds"),
+    ("greedy", {"time_limit": -1}, "time_limit: must be a positive number of seconds"),
+    ("greedy", {"time_limit": True}, "time_limit: must be a positive number of seconds"),
+    # whole-number options refuse fractions (a sweep's `seed: 1.5` reached numpy)
+    ("random", {"seed": 1.5}, "seed: bad value for option of method random"),
+    ("cpsat", {"num_workers": 2.5}, "num_workers: bad value for option of method cpsat"),
+    ("cpsat", {"seed": True}, "seed: bad value for option of method cpsat"),
 ])
 def test_out_of_range_options(method, options, expected):
     with pytest.raises(OptionError) as err:
@@ -35,6 +45,8 @@ def test_in_range_options_and_sentinels_pass():
     assert get_method("cpsat").resolve({"rel_gap": "0", "num_workers": 0})["rel_gap"] == 0.0
     assert get_method("prfaas").resolve({"threshold": -1.0})["threshold"] == -1.0  # auto
     assert get_method("heatmap").resolve({"prefill_buckets": "3"})["prefill_buckets"] == 3
+    assert get_method("random").resolve({"seed": 2.0})["seed"] == 2  # a whole float is a count
+    assert get_method("greedy").resolve({"time_limit": 3})["fast"] is not None
 
 
 def test_method_names_in_options_name_the_option():

@@ -535,3 +535,19 @@ def test_a_sweep_never_writes_over_a_trace_its_scenario_reads(tmp_path: Path, ca
     assert len(err) == 1 and "out: is the trace file of scenario base: it would be overwritten" \
         in err[0], err
     assert trace.read_text().startswith("prompt_tokens,output_tokens")
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"greedy": {"time_limit": "abc"}}, "options.greedy.time_limit: must be a positive number"),
+    ({"greedy": {"time_limit": -1}}, "options.greedy.time_limit: must be a positive number"),
+    ({"random": {"seed": 1.5}}, "options.random.seed: bad value for option of method random"),
+])
+def test_bad_method_options_stop_the_sweep_before_it_runs(tmp_path: Path, capsys, options,
+                                                          expected) -> None:
+    """Found by review: the first was an unexpected ValueError, the others ran every point to an
+    error row and exited 0."""
+    path = _sweep(tmp_path, grid={"links[0].bandwidth_gbps": [1]}, methods=list(options),
+                  options=options)
+    err = _errors(path, capsys)
+    assert len(err) == 1 and f"{path}: {expected}" in err[0], err
+    assert _written(tmp_path) == []
