@@ -57,7 +57,7 @@ def _read(path: Path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(str(path), [Problem("<file>", f"cannot read: {exc}", path.name)]) \
             from None
-    except (yaml.YAMLError, _Refused) as exc:
+    except (yaml.YAMLError, _Refused, ValueError, RecursionError) as exc:
         raise ScenarioError(str(path), [Problem("<file>", "not valid yaml: "
                                                 f"{' '.join(str(exc).split())}", path.name)]) \
             from None

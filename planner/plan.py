@@ -300,14 +300,20 @@ def read_plan_file(path: str | Path, instance: Any) -> tuple[Plan, dict]:
     """Read and check a plan JSON file against an Instance; every problem is a PlanError naming
     the file and the field."""
     from planner.metrics import check_plan
+    from planner.scenario.load import one_key_each
 
     file = str(path)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"), object_pairs_hook=one_key_each)
     except FileNotFoundError:
         raise PlanError(file, [Problem("<file>", "file not found", file)]) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PlanError(file, [Problem("<file>", f"not valid JSON: {exc}", Path(path).name)]) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: JSON's errors, a key given twice (json kept the last silently: a plan with
+        # two `requests` lists was read as the second), an integer of over 4,300 digits;
+        # RecursionError: nesting thousands deep (found by review: "unexpected")
+        why = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise PlanError(file, [Problem("<file>", f"not valid JSON: {why}", Path(path).name)]) \
+            from None
     plan, meta = plan_from_dict(data, instance, file=file)
     check_plan(instance, plan, file=file)
     return plan, meta

@@ -37,6 +37,24 @@ def test_plan_from_dict_names_unknown_things(contract_scenario):
         plan_from_dict({"requests": [{"id": "r1", "prefill": "ep", "decode": "wd"}]}, inst)
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ('{"requests": [], "requests": []}', "not valid JSON: key 'requests' given twice"),
+    ('{"wall_s": 1' + "0" * 5000 + "}", "not valid JSON: Exceeds the limit"),
+    ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON: maximum recursion depth"),
+])
+def test_unreadable_plan_files_are_one_line_errors(contract_scenario, tmp_path, text, expected):
+    """Found by review: a key given twice was read as its last value; a huge integer or deep
+    nesting was an "unexpected" error."""
+    from planner.plan import read_plan_file
+
+    inst = as_instance(load_scenario(contract_scenario))
+    path = tmp_path / "p.json"
+    path.write_text(text)
+    with pytest.raises(PlanError) as err:
+        read_plan_file(path, inst)
+    assert expected in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
 def test_plan_from_dict_checks_types_and_order(contract_scenario):
     inst = as_instance(load_scenario(contract_scenario))
     good = plan_to_dict(inst, solve(inst, "round_robin"))

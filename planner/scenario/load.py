@@ -97,7 +97,9 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def one_key_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a mapping, refusing a key given twice (json keeps the last
+    silently); for ``json.loads(..., object_pairs_hook=one_key_each)``."""
     out: dict[str, Any] = {}
     for k, v in pairs:
         if k in out:
@@ -117,13 +119,16 @@ def read_document(path: Path) -> dict[str, Any]:
     try:
         suffix = path.suffix.lower()
         if suffix == ".json":
-            data = json.loads(text, object_pairs_hook=_no_duplicates)
+            data = json.loads(text, object_pairs_hook=one_key_each)
         elif suffix == ".toml":
             data = tomllib.loads(text)
         else:
             data = load_yaml(text)
-    except (yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError, _Refused) as exc:
-        first = " ".join(str(exc).split())
+    except (yaml.YAMLError, ValueError, tomllib.TOMLDecodeError, _Refused,
+            RecursionError) as exc:
+        # ValueError: JSON's errors, and an integer of over 4,300 digits in any of the three;
+        # RecursionError: nesting thousands deep (both were "unexpected"; found by review)
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ScenarioError(str(path), [Problem("<file>", f"not valid {suffix[1:] or 'yaml'}: {first}",
                                                 path.name)]) from None
     if not isinstance(data, dict):

@@ -63,14 +63,16 @@ def _read_frame(path: Path, fmt: str, where: str) -> pd.DataFrame:
                 df = pd.read_csv(path, index_col=False, dtype=str)
             df.index = pd.RangeIndex(1, len(df) + 1)
             return df
+        from planner.scenario.load import one_key_each  # (load imports this module)
+
         rows, lines = [], []
         with open(path, encoding="utf-8") as fh:
             for k, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 try:
-                    row = json.loads(line)
-                except ValueError as exc:
+                    row = json.loads(line, object_pairs_hook=one_key_each)
+                except (ValueError, RecursionError) as exc:
                     raise TraceError([Problem(where, f"{path.name} line {k}: not JSON ({exc})",
                                               line.strip()[:60])]) from None
                 if not isinstance(row, dict):

@@ -194,6 +194,13 @@ def test_explicit_route_overrides_shortest(tmp_path):
 @pytest.mark.parametrize(("suffix", "text", "expected"), [
     (".yaml", "name: a\nname: b\n", "not valid yaml: key 'name' given twice (lines 1 and 2)"),
     (".json", '{"name": "a", "name": "b"}', "not valid json: key 'name' given twice"),
+    # an integer of over 4,300 digits, nesting thousands deep: were "unexpected" (review)
+    (".json", '{"horizon_s": 1' + "0" * 5000 + "}", "not valid json: Exceeds the limit"),
+    (".yaml", "horizon_s: 1" + "0" * 5000 + "\n", "not valid yaml: Exceeds the limit"),
+    (".toml", "horizon_s = 1" + "0" * 5000 + "\n", "not valid toml: Exceeds the limit"),
+    (".yaml", "x: " + "[" * 5000 + "]" * 5000 + "\n", "not valid yaml: maximum recursion depth"),
+    (".json", '{"x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+     "not valid json: maximum recursion depth"),
 ])
 def test_duplicate_keys_are_errors(tmp_path, suffix, text, expected):
     path = tmp_path / f"s{suffix}"

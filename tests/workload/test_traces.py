@@ -120,6 +120,10 @@ def test_unreadable_binary_jsonl(tmp_path):
     ("[1, 2, 3]", "t.jsonl line 2: not a JSON object"),
     ("5", "t.jsonl line 2: not a JSON object"),
     ('{"prompt_tokens": 5,', "t.jsonl line 2: not JSON"),
+    # json keeps the last of a key given twice: refused (found by review)
+    ('{"prompt_tokens": 5, "prompt_tokens": 6, "output_tokens": 1}',
+     "t.jsonl line 2: not JSON (key 'prompt_tokens' given twice"),
+    ("[" * 100_000 + "]" * 100_000, "t.jsonl line 2: not JSON (maximum recursion depth"),
 ])
 def test_bad_jsonl_lines_name_the_line(tmp_path, line, expected):
     f = tmp_path / "t.jsonl"
