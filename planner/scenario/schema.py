@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     StrictBool,
     Tag,
+    field_validator,
     model_validator,
 )
 
@@ -31,6 +32,16 @@ MAX_PRICE = 1e9  # $ per replica-hour and $ per GB: finite costs for any finite 
 MAX_SIGMA = 20.0  # a lognormal's sigma: e**20 is already a factor of 5e8 either way
 MAX_TIME_S = 1e9  # horizon_s (31.7 years): rent over it stays finite (arrivals may be epochs)
 MAX_ZIPF = 100.0  # group popularity exponent: past this, every request is in group 0
+# physical ranges wide enough for any real fleet, narrow enough that every derived figure (bytes,
+# seconds, solver coefficients) stays finite: kv_capacity_gb 1e300 made the bytes inf and
+# `validate` crash, decode_tokens_per_s 1e-300 an infinite solver coefficient (found by review)
+MIN_RATE, MAX_RATE = 1e-6, 1e12  # tokens per second of a replica; requests per second
+MAX_STEP_S = 1e6  # a decode step's seconds (base, per sequence)
+MAX_KV_GB = 1e9  # GB of KV cache or HBM in one replica
+MIN_GBPS, MAX_GBPS = 1e-9, 1e9  # a link's bandwidth
+MAX_SCALE = 1e9  # time_scale, time_unit_s
+MAX_KV_BYTES_PER_TOKEN = 1e12
+MAX_SHAPE = 1_000_000  # layers, kv_heads, head_dim
 
 
 def _origin_kind(v: Any) -> str | None:
@@ -74,14 +85,21 @@ class ClusterSpec(_Spec):
     replicas: int = Field(gt=0, le=100_000, strict=True)  # "2" is a typo, not a count
     accelerator: str | None = None
     # per-replica overrides of the accelerator card
-    prefill_tokens_per_s: float | None = Field(default=None, gt=0)
-    decode_tokens_per_s: float | None = Field(default=None, gt=0)
-    decode_step_base_s: float | None = Field(default=None, ge=0)
-    decode_step_per_seq_s: float | None = Field(default=None, ge=0)
-    kv_capacity_gb: float | None = Field(default=None, gt=0)
-    hbm_gb: float | None = Field(default=None, gt=0)
+    prefill_tokens_per_s: float | None = Field(default=None, gt=0, le=MAX_RATE)
+    decode_tokens_per_s: float | None = Field(default=None, gt=0, le=MAX_RATE)
+    decode_step_base_s: float | None = Field(default=None, ge=0, le=MAX_STEP_S)
+    decode_step_per_seq_s: float | None = Field(default=None, ge=0, le=MAX_STEP_S)
+    kv_capacity_gb: float | None = Field(default=None, gt=0, le=MAX_KV_GB)
+    hbm_gb: float | None = Field(default=None, gt=0, le=MAX_KV_GB)
     max_batch_size: int | None = Field(default=None, gt=0, le=MAX_BATCH)
     cost_per_hour: float | None = Field(default=None, ge=0, le=MAX_PRICE)
+
+    @field_validator("prefill_tokens_per_s", "decode_tokens_per_s")
+    @classmethod
+    def _rate(cls, v: float | None) -> float | None:
+        if v is not None and 0 < v < MIN_RATE:
+            raise ValueError(f"below {MIN_RATE:g} tokens per second: no replica is that slow")
+        return v
 
 
 class DatacenterSpec(_Spec):
@@ -91,9 +109,16 @@ class DatacenterSpec(_Spec):
 
 class LinkSpec(_Spec):
     between: tuple[str, str]
-    bandwidth_gbps: float = Field(gt=0)
-    latency_ms: float = Field(default=0.0, ge=0)
+    bandwidth_gbps: float = Field(gt=0, le=MAX_GBPS)
+    latency_ms: float = Field(default=0.0, ge=0, le=MAX_TIME_S * 1000)
     cost_per_gb: float = Field(default=0.0, ge=0, le=MAX_PRICE)
+
+    @field_validator("bandwidth_gbps")
+    @classmethod
+    def _bandwidth(cls, v: float) -> float:
+        if 0 < v < MIN_GBPS:
+            raise ValueError(f"below {MIN_GBPS:g} Gbps (1 bit per second): no link is that slow")
+        return v
 
 
 class RouteSpec(_Spec):
@@ -120,7 +145,7 @@ class FileSpec(_Spec):
     # csv/jsonl: our field -> the file's column, e.g. {prompt_tokens: input_len}
     columns: dict[str, str] = Field(default_factory=dict)
     # timestamps in the file are multiplied by this to give seconds (mooncake: 0.001)
-    time_unit_s: float | None = Field(default=None, gt=0)
+    time_unit_s: float | None = Field(default=None, gt=0, le=MAX_SCALE)
     origin: Origin | None = None
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
     block_tokens: int = Field(default=512, gt=0, le=MAX_TOKENS)
@@ -151,7 +176,7 @@ class PrefixSpec(_Spec):
 class SyntheticSpec(_Spec):
     count: int = Field(gt=0, le=MAX_SYNTHETIC)
     seed: int = Field(default=0, ge=0, le=MAX_SEED)
-    arrival_rate: float = Field(default=10.0, gt=0)  # requests per second, Poisson
+    arrival_rate: float = Field(default=10.0, gt=0, le=MAX_RATE)  # requests per second, Poisson
     prompt: LengthSpec = Field(default_factory=lambda: LengthSpec(median=1024, sigma=1.0, min=1))
     output: LengthSpec = Field(default_factory=lambda: LengthSpec(median=256, sigma=1.0))
     prefix: PrefixSpec | None = None
@@ -170,7 +195,7 @@ class WorkloadSpec(_Spec):
     file: FileSpec | None = None
     synthetic: SyntheticSpec | None = None
     # arrival times are multiplied by this (0.5 = the same trace twice as fast)
-    time_scale: float = Field(default=1.0, gt=0)
+    time_scale: float = Field(default=1.0, gt=0, le=MAX_SCALE)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> WorkloadSpec:
@@ -200,12 +225,12 @@ class ScenarioSpec(_Spec):
 
 class ModelSpec(_Spec):
     name: str = "inline"
-    kv_bytes_per_token: int | None = Field(default=None, gt=0)
-    layers: int | None = Field(default=None, gt=0)
-    kv_heads: int | None = Field(default=None, gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    bytes_per_element: int = Field(default=2, gt=0)
-    params_billion: float | None = Field(default=None, gt=0)
+    kv_bytes_per_token: int | None = Field(default=None, gt=0, le=MAX_KV_BYTES_PER_TOKEN)
+    layers: int | None = Field(default=None, gt=0, le=MAX_SHAPE)
+    kv_heads: int | None = Field(default=None, gt=0, le=MAX_SHAPE)
+    head_dim: int | None = Field(default=None, gt=0, le=MAX_SHAPE)
+    bytes_per_element: int = Field(default=2, gt=0, le=64)
+    params_billion: float | None = Field(default=None, gt=0, le=1e6)
 
     @model_validator(mode="after")
     def _kv(self) -> ModelSpec:

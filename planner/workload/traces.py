@@ -224,13 +224,21 @@ def _read(
                                           raw.iloc[i])])
             arrival = (ts - ts.min()).dt.total_seconds().to_numpy()
         else:
-            arrival = _numbers(raw, "arrival", path, fmt, where) * unit
-            inf = np.flatnonzero(~np.isfinite(arrival))
-            if inf.size:
-                i = int(inf[0])
-                raise TraceError([Problem(where, f"{_row_at(raw, i, path, fmt)}: arrival is not "
-                                          "finite", raw.iloc[i])])
-            arrival = arrival - arrival.min()
+            # overflows are named below, not warned about on stderr (found by review)
+            with np.errstate(over="ignore", invalid="ignore"):
+                arrival = _numbers(raw, "arrival", path, fmt, where) * unit
+                inf = np.flatnonzero(~np.isfinite(arrival))
+                if inf.size:
+                    i = int(inf[0])
+                    raise TraceError([Problem(where, f"{_row_at(raw, i, path, fmt)}: arrival "
+                                              + ("times time_unit_s " if unit != 1.0 else "")
+                                              + "is not finite", raw.iloc[i])])
+                arrival = arrival - arrival.min()
+            if not np.isfinite(arrival).all():  # -1e308 and 1e308: the span overflows
+                i = int(np.argmax(arrival))
+                raise TraceError([Problem(where, f"{_row_at(raw, i, path, fmt)}: arrival is "
+                                          "too far from the first request's (the span is not a "
+                                          "finite number of seconds)", raw.iloc[i])])
     else:
         arrival = np.zeros(len(df))
     prompt = _integers(_column(df, columns["prompt_tokens"], "prompt_tokens", path, where),

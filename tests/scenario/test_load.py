@@ -109,6 +109,20 @@ CASES = {
                               "routes[1].path: a second route from east to west (routes[0])"),
     "no card and no speed": (lambda d: d["datacenters"][0]["clusters"][0].pop("accelerator"),
                              "datacenters[0].clusters[0].prefill_tokens_per_s: required when"),
+    # physical ranges (found by review: 1e300 GB of KV made `validate` crash on a NaN, the
+    # others infinite solver coefficients)
+    "absurd kv capacity": (lambda d: d["datacenters"][0]["clusters"][0].update(
+        kv_capacity_gb=1e300), "datacenters[0].clusters[0].kv_capacity_gb: Input should be less "
+        "than or equal to 1000000000"),
+    "absurdly slow decode": (lambda d: d["datacenters"][0]["clusters"][0].update(
+        decode_tokens_per_s=1e-300), "datacenters[0].clusters[0].decode_tokens_per_s: below 1e-06 "
+        "tokens per second: no replica is that slow (1e-300)"),
+    "absurd step": (lambda d: d["datacenters"][0]["clusters"][0].update(
+        decode_step_base_s=1e308), "datacenters[0].clusters[0].decode_step_base_s: Input should be "
+        "less than or equal to 1000000"),
+    "absurdly slow link": (lambda d: d["links"][0].update(bandwidth_gbps=1e-320),
+                           "links[0].bandwidth_gbps: below 1e-09 Gbps (1 bit per second): no link "
+                           "is that slow"),
 }
 
 

@@ -76,16 +76,17 @@ def test_an_arrival_that_overflows_with_time_scale_is_an_error(tmp_path):
     import warnings
 
     doc = json.loads((ROOT / "tests" / "data" / "two-dc.json").read_text())
-    doc["workload"]["requests"][1]["arrival_s"] = 1e308
-    doc["workload"]["time_scale"] = 10
+    # an inline arrival is at most 1e12 s and time_scale at most 1e9: a synthetic workload's
+    # arrivals at 1e-300 requests per second reach inf instead
+    doc["workload"] = {"synthetic": {"count": 3, "arrival_rate": 1e-300}, "time_scale": 1e9}
     f = tmp_path / "s.json"
     f.write_text(json.dumps(doc))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ScenarioError) as err:
             load_scenario(f)
-    assert str(err.value) == (f"{f}: workload.time_scale: request r2: its arrival time times "
-                              "time_scale is not a finite number of seconds (10.0)")
+    assert str(err.value) == (f"{f}: workload.synthetic.arrival_rate: arrival times of 3 "
+                              "requests at this rate are not finite numbers of seconds (1e-300)")
 
 
 def test_a_horizon_past_a_billion_seconds_is_refused(tmp_path):
