@@ -61,15 +61,17 @@ class Prepared:
     use_prefix: bool
     bptr: np.ndarray
     bid: np.ndarray  # dense block ids
-    btok: np.ndarray
+    btok: np.ndarray  # tokens a held block saves (prefix_arrays' last: repeats zero)
     dup: np.ndarray
     n_blocks: int
     kvcap: np.ndarray  # KV bytes one replica holds, with metrics.kv_fits' tolerance
 
 
-def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """(caching on, CSR pointer, dense block ids, block tokens, duplicate tokens, block count):
-    the rule of :class:`planner.heuristics.common.Prefixes`."""
+def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                           int, np.ndarray]:
+    """(caching on, CSR pointer, dense block ids, block tokens, duplicate tokens, block count,
+    tokens a held block saves: zero at a repeat within its chain, which is in the duplicate
+    tokens already): the rule of :class:`planner.heuristics.common.Prefixes`."""
     n = inst.n_requests
     on = bool(inst.prefix_caching and inst.prefix_blocks.size)
     ptr = np.ascontiguousarray(inst.prefix_ptr, np.int64)
@@ -81,6 +83,7 @@ def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndar
         bid, nb = np.zeros(0, np.int64), 0
     btok = np.ascontiguousarray(inst.prefix_block_tokens, np.float64)
     dup = np.zeros(n)
+    saves = btok.copy()
     if on:
         own = inst.prefix_owner
         key = own * nb + bid
@@ -90,7 +93,8 @@ def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndar
         if rep.any():
             dup = np.bincount(own[rep], weights=inst.prefix_block_tokens[rep],
                               minlength=n).astype(np.float64)
-    return on, ptr, bid, btok, dup, nb
+            saves[rep] = 0.0  # a repeat is in dup already (see common.Prefixes)
+    return on, ptr, bid, btok, dup, nb, saves
 
 
 def prepare(inst: Instance) -> Prepared | None:
@@ -141,7 +145,7 @@ def prepare(inst: Instance) -> Prepared | None:
     rlinks = np.concatenate(rl).astype(np.int64) if rl else np.zeros(0, np.int64)
     has_choice = np.zeros(c, bool)
     has_choice[p] = True
-    on, bptr, bid, btok, dup, nb = prefix_arrays(inst)
+    on, bptr, bid, _, dup, nb, saves = prefix_arrays(inst)
     cap = np.asarray(compute_capacity(inst), np.float64)
     pre_tps = np.asarray(inst.prefill_tps, np.float64)
     return Prepared(
@@ -155,7 +159,7 @@ def prepare(inst: Instance) -> Prepared | None:
         pre_rate=(1.0 / pre_tps) / cap,  # as prefill_seconds(inst, 1, c) / cap
         kind=kind, cdc=cdc, n_dc=n_dc, reach=reach, rptr=rptr, rlinks=rlinks,
         inv_bw=np.asarray(inv_bw, np.float64), has_links=has_links, has_choice=has_choice,
-        use_prefix=on, bptr=bptr, bid=bid, btok=btok, dup=dup, n_blocks=nb,
+        use_prefix=on, bptr=bptr, bid=bid, btok=saves, dup=dup, n_blocks=nb,
         kvcap=kv_fit_bytes(inst))
 
 

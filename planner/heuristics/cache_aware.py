@@ -64,7 +64,7 @@ def cache_aware(inst: Instance, style: str = "llmd", w_prefix: float = 3.0,
     n, c = inst.n_requests, inst.n_clusters
     p_arr, d_arr = choice_pairs(inst)
     if fast:
-        on, bptr, bid, btok, _, nb = _kernels.prefix_arrays(inst)
+        on, bptr, bid, btok, _, nb, _ = _kernels.prefix_arrays(inst)
         f64 = np.float64
         pre, dec = _kernels.cache_aware_kernel(
             arrival_order(inst).astype(np.int64), p_arr, d_arr,

@@ -75,7 +75,7 @@ def dist_sched(inst: Instance, candidates: int = 64, tolerance: float = 0.05,
         k = hm.cand_prefill.shape[2]
         cp = np.ascontiguousarray(hm.cand_prefill.reshape(-1, k), np.int64)
         cd = np.ascontiguousarray(hm.cand_decode.reshape(-1, k), np.int64)
-        _, bptr, bid, _, _, nb = _kernels.prefix_arrays(inst)
+        _, bptr, bid, _, _, nb, _ = _kernels.prefix_arrays(inst)
         pick_p, pick_d, branch = _kernels.dist_sched_kernel(
             order.astype(np.int64), (ci * hm.shape[1] + cj).astype(np.int64), cp, cd,
             (cp >= 0).sum(axis=1).astype(np.int64), np.asarray(pre_rate, np.float64),
