@@ -13,9 +13,9 @@ import numpy as np
 
 from planner.instance import Instance, build_instance
 from planner.metrics import Metrics, evaluate_arrays
-from planner.plan import Plan, Result, plan_from_dict
+from planner.plan import Plan, Result, plan_from_dict, read_plan_file
 from planner.registry import get_method
-from planner.scenario.errors import InputError, OptionError, Problem
+from planner.scenario.errors import InputError, OptionError, PlanError, Problem, ScenarioError
 from planner.scenario.load import load_scenario
 from planner.scenario.model import Scenario
 
@@ -27,8 +27,12 @@ def as_instance(problem: Scenario | Instance | str | Path) -> Instance:
     """The Instance of a scenario (built once per Scenario object and cached)."""
     if isinstance(problem, Instance):
         return problem
-    if isinstance(problem, (str, Path)):
+    if isinstance(problem, (str, Path, dict)):  # a dict: a parsed scenario document
         problem = load_scenario(problem)
+    if not isinstance(problem, Scenario):
+        raise ScenarioError("<scenario>", [Problem(
+            "<top>", "expected a Scenario, an Instance, a scenario file path or a mapping",
+            type(problem).__name__)])
     inst = _instances.get(problem)
     if inst is None:
         inst = build_instance(problem)
@@ -101,14 +105,21 @@ def solve(
     return result
 
 
-def as_plan(inst: Instance, plan: Plan | Result | dict) -> Plan:
-    """A Plan from a Plan, a Result (its plan) or plan JSON (checked against the Instance)."""
+def as_plan(inst: Instance, plan: Plan | Result | dict | str | Path) -> Plan:
+    """A Plan from a Plan, a Result (its plan), plan JSON or a plan file (both checked against
+    the Instance). A path was read as a sequence: "the plan has 14 requests" for a 14-character
+    file name (found by review)."""
     if isinstance(plan, Result):
         if plan.plan is None:
             raise ValueError(f"result of {plan.method} has no plan (status {plan.status})")
         return plan.plan
     if isinstance(plan, dict):
         return plan_from_dict(plan, inst)[0]
+    if isinstance(plan, (str, Path)):
+        return read_plan_file(plan, inst)[0]
+    if not isinstance(plan, Plan):
+        raise PlanError("<plan>", [Problem("<top>", "expected a Plan, a Result, plan JSON or a "
+                                           "plan file path", type(plan).__name__)])
     return plan
 
 

@@ -69,6 +69,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
                 options["time_limit"])])
         check_time_limit(options["time_limit"], "--option time_limit")
         time_limit = float(options.pop("time_limit"))
+    if args.out == "":  # not the default name, silently (found by review)
+        raise InputError("--out", [Problem("--out", "an empty file name", "")])
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
     check_output(out, "--out", inputs=sc.input_files())
     from planner.report.compare import warm_heuristic

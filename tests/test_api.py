@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from factory import make_scenario
@@ -150,3 +151,23 @@ def test_refusing_under_makespan_is_not_a_solution():
     assert m.problems == ["it refuses 1 request(s); only the served objective with a horizon "
                           "refuses requests"]
     assert evaluate_arrays(sc_inst, Plan([0, 0], [-1, -1])).feasible
+
+
+def test_inputs_of_the_wrong_kind_are_input_errors(contract_scenario, contract_plan):
+    """Found by review: a plan file's path was read as a sequence ("the plan has 14 requests"
+    for a 14-character name), and None or a mapping gave raw TypeErrors."""
+    from planner import evaluate, simulate
+    from planner.scenario.errors import InputError
+
+    sc = load_scenario(contract_scenario)
+    assert evaluate(sc, str(contract_plan)).makespan_s == pytest.approx(3.0)
+    assert evaluate(sc, Path(contract_plan)).makespan_s == pytest.approx(3.0)
+    doc = json.loads(Path(contract_scenario).read_text())
+    assert solve(doc, "greedy").plan is not None  # a parsed scenario document
+    for call in (lambda: evaluate(sc, None), lambda: simulate(sc, None),
+                 lambda: load_scenario(None), lambda: solve(None, "greedy"),
+                 lambda: evaluate(sc, 42)):
+        with pytest.raises(InputError) as err:
+            call()
+        msg = str(err.value)
+        assert len(msg.splitlines()) == 1 and ("expected" in msg or "a scenario is" in msg), msg

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -306,3 +307,19 @@ def test_outputs_never_overwrite_the_inputs(tmp_path, capsys):
         assert err[0].endswith("it would be overwritten") or err[0].endswith("be replaced")
     assert {p: p.read_bytes() for p in (scen, trace)} == before
     assert moved.read_bytes() == before[trace]
+
+
+def test_an_empty_output_name_is_an_error(capsys):
+    """Found by review: `solve -o ""` wrote to the default name; a full device was an error
+    without the file's name."""
+    from planner import cli
+
+    two_dc = str(ROOT / "tests" / "data" / "two-dc.json")
+    for argv in (["solve", two_dc, "-m", "greedy", "-o", ""],
+                 ["compare", two_dc, "--methods", "greedy", "--no-progress", "--out", ""]):
+        assert cli.main(argv) == 2
+        assert capsys.readouterr().err.strip().splitlines() == ["--out: an empty file name ('')"]
+    if Path("/dev/full").exists():
+        assert cli.main(["solve", two_dc, "-m", "greedy", "-o", "/dev/full"]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == \
+            "/dev/full: No space left on device"

@@ -80,6 +80,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else None
     if names is not None and not names:
         raise InputError("--methods", [Problem("--methods", "no method given", args.methods)])
+    if args.out == "":  # not the default name, silently (found by review)
+        raise InputError("--out", [Problem("--out", "an empty file name", "")])
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.scenario).stem}.html"
     bars = ProgressBars(enabled=not args.no_progress)
     with logging_redirect_tqdm():

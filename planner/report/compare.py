@@ -589,6 +589,8 @@ def compare(
     is written while the methods run (the plans go to a hidden folder beside ``NAME.plans``,
     renamed into place at the end), so an error or an interrupt also keeps the previous
     report."""
+    if out == "":  # not the default name, silently
+        raise InputError("--out", [Problem("--out", "an empty file name", "")])
     out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
     paths = output_paths(out)
     sc = load_scenario(scenario)

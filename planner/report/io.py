@@ -104,8 +104,13 @@ def stage_texts(files: dict[str | Path, str]) -> Iterator[Callable[[], None]]:
         try:
             for path, tmp, text in staged:
                 if tmp is None:  # /dev/null, a FIFO: written in place
-                    with open(path, "w", encoding="utf-8", newline="") as fh:
-                        fh.write(text)
+                    try:
+                        with open(path, "w", encoding="utf-8", newline="") as fh:
+                            fh.write(text)
+                    except OSError as exc:  # a full device: say which (found by review)
+                        if exc.filename is None:
+                            exc.filename = str(path)
+                        raise
                     continue
                 existed = path.exists()
                 old = _keep_aside(path, kept)

@@ -159,6 +159,9 @@ def load_scenario(source: str | Path | dict[str, Any], *, name: str | None = Non
     """Load and validate a scenario from a file path or an already-parsed mapping."""
     if isinstance(source, dict):
         file, base_dir, data = name or "<scenario>", Path.cwd(), source
+    elif not isinstance(source, (str, Path)):  # a raw TypeError before (found by review)
+        raise ScenarioError(name or "<scenario>", [Problem(
+            "<top>", "a scenario is a file path or a mapping", type(source).__name__)])
     else:
         path = Path(source)
         file, base_dir, data = str(path), path.resolve().parent, read_document(path)

@@ -22,6 +22,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise InputError("--limit", [Problem("--limit", "must be at least 1", args.limit)])
     if args.threads is not None and args.threads < 1:
         raise InputError("--threads", [Problem("--threads", "must be at least 1", args.threads)])
+    for opt, given in (("--out", args.out), ("--report", args.report)):
+        if given == "":  # not the sweep file's name, silently
+            raise InputError(opt, [Problem(opt, "an empty file name", "")])
     if args.out:
         check_output(args.out, "--out")
     if args.report:
