@@ -79,8 +79,22 @@ class _Spec(BaseModel):
 PositiveFloat = Field(default=None, gt=0)
 
 
+# replicas are named CLUSTER#k and links A|B: a name holding either separator is ambiguous
+# (clusters `ad` with 2 replicas and `ad#1`: the plan checker read `ad#1` as the cluster, the
+# replay as the replica; found by review)
+def _plain_name(v: str) -> str:
+    if "#" in v or "|" in v:
+        raise ValueError("must not hold '#' or '|' (they join replica and link names)")
+    return v
+
+
 class ClusterSpec(_Spec):
     name: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _plain_name(v)
     role: Literal["prefill", "decode", "mixed"]
     replicas: int = Field(gt=0, le=100_000, strict=True)  # "2" is a typo, not a count
     accelerator: str | None = None
@@ -104,6 +118,11 @@ class ClusterSpec(_Spec):
 
 class DatacenterSpec(_Spec):
     name: str = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _plain_name(v)
     clusters: list[ClusterSpec] = Field(default_factory=list)
 
 

@@ -120,6 +120,13 @@ CASES = {
     "absurd step": (lambda d: d["datacenters"][0]["clusters"][0].update(
         decode_step_base_s=1e308), "datacenters[0].clusters[0].decode_step_base_s: Input should be "
         "less than or equal to 1000000"),
+    "replica separator in a cluster name": (
+        lambda d: d["datacenters"][0]["clusters"][0].update(name="p#1"),
+        "datacenters[0].clusters[0].name: must not hold '#' or '|' (they join replica and link "
+        "names) ('p#1')"),
+    "link separator in a datacenter name": (
+        lambda d: d["datacenters"][1].update(name="we|st"),
+        "datacenters[1].name: must not hold '#' or '|'"),
     "absurdly slow link": (lambda d: d["links"][0].update(bandwidth_gbps=1e-320),
                            "links[0].bandwidth_gbps: below 1e-09 Gbps (1 bit per second): no link "
                            "is that slow"),
