@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
-from planner.exact._model import Items, PlacementModel, per_token_rates, shared_blocks
+from planner.exact._model import (
+    Items,
+    PlacementModel,
+    merge_blocks,
+    per_token_rates,
+    shared_blocks,
+)
 from planner.exact._run import (
     COMMON,
     account,
@@ -45,7 +51,7 @@ from planner.exact._run import (
 )
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
 from planner.instance import Instance
-from planner.metrics import evaluate_arrays, kv_fit_bytes, kv_need_bytes
+from planner.metrics import Metrics, evaluate_arrays, kv_fit_bytes, kv_need_bytes
 from planner.plan import Plan, Result
 from planner.registry import register
 
@@ -72,7 +78,11 @@ class ClassKeys:
 
     def __init__(self, inst: Instance, by_origin: bool = False):
         n = inst.n_requests
-        ptr, idx, tok, _ = shared_blocks(inst)
+        # the prefix group is the request's first shared block after merging the blocks held by
+        # one set of requests (exact, see merge_blocks): on Mooncake that group covers 48.9 M of
+        # the 49.1 M prompt tokens in shared blocks, the first raw block 1.1 M, and the class
+        # LP, blind to the rest, put the optimum at 215 s (76.2 s) and its plan at 128 s
+        ptr, idx, tok = merge_blocks(n, *shared_blocks(inst)[:3])
         first = np.full(n, -1, np.int64)
         has = np.diff(ptr) > 0
         first[has] = idx[ptr[:-1][has]]
@@ -501,6 +511,30 @@ def drop_clusters(inst: Instance, plan: Plan, max_classes: int, t_end: float, pl
     return plan, notes
 
 
+def _improved(inst: Instance, plan: Plan, scored: Metrics, bound: float, info: dict[str, Any],
+              left: float, seed: int) -> tuple[Plan, Metrics]:
+    """The disaggregated plan after the request-level local search of the exact methods
+    (:mod:`planner.exact.improve`; ``makespan``), when its arrays fit (``MAX_CELLS``) and time
+    is left: rounding whole classes leaves loads a few classes uneven. Mooncake: 77.282 to
+    76.225 (its optimum is within 5e-5 of that)."""
+    from planner.exact._model import request_items
+    from planner.exact._run import IMPROVE_MAX
+    from planner.exact.improve import MAX_CELLS, improve_makespan
+
+    c = inst.n_clusters
+    if left < 0.5 or inst.n_requests * c * c * (2 * c + inst.n_links) > MAX_CELLS:
+        return plan, scored  # (pairs at most c x c: the bound of improve.cells)
+    t0 = time.perf_counter()
+    model = PlacementModel(inst, request_items(inst), symmetry=False)
+    better_plan = improve_makespan(model, plan, bound * (1 + info["rel_gap"] / 2),
+                                   min(IMPROVE_MAX, left), seed)
+    m = evaluate_arrays(inst, better_plan)
+    info.update(improve_s=time.perf_counter() - t0, rounded_objective=scored.objective)
+    if m.feasible and m.objective < scored.objective:
+        return better_plan, m
+    return plan, scored
+
+
 # live policies tried, in order, when the disaggregated plan does not fit the horizon
 FALLBACKS = ("greedy", "lpt", "bandwidth_aware")
 # and then, below this many requests, the request-level CP-SAT model with the time left
@@ -614,6 +648,11 @@ def aggregated(inst: Instance, **opts: Any) -> Result:
 
         plan = repair_for_horizon(inst, plan) if inst.objective == "served" else None
         scored = evaluate_arrays(inst, plan) if plan is not None else None
+    if plan is not None and scored.feasible and inst.objective == "makespan" and \
+            opts.get("improve", True):
+        plan, scored = _improved(inst, plan, scored, db["bound"], info,
+                                 time_limit - (time.perf_counter() - t_start) - reserve,
+                                 int(opts.get("seed", 0)))
     objective = scored.objective if plan is not None else None
     if warm is not None and (objective is None or better(inst, warm_obj, objective)):
         plan, objective, info["plan_from"] = warm, warm_obj, "warm_start"
