@@ -134,7 +134,10 @@ def merge_blocks(n: int, ptr: np.ndarray, idx: np.ndarray, tok: np.ndarray
         sig = np.stack([np.add.reduceat(words[0][hold], start),
                         np.add.reduceat(words[1][hold], start), cnt.astype(np.uint64)], axis=1)
     _, first, group = np.unique(sig, axis=0, return_index=True, return_inverse=True)
-    group = group.ravel()
+    # numbered by their first block, so that with nothing to merge every block keeps its id
+    rank = np.empty(first.size, np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
+    group, first = rank[group.ravel()], np.sort(first)
     # exactness: every block's holders equal its group's first block's, element by element
     rep = first[group]
     k = np.arange(pairs.size) - np.repeat(start, cnt)

@@ -112,3 +112,14 @@ def test_exact_methods_reach_the_brute_force_optimum_on_chains(method, decode_tp
     res = run(inst, method, warm_start="none")
     assert res.status == "optimal"
     assert res.objective == pytest.approx(opt, rel=1e-4)
+
+
+def test_with_nothing_to_merge_every_block_keeps_its_id():
+    # named groups hold disjoint sets of requests: the same CSR, ids and tokens come back (the
+    # ids once came back renumbered by signature, which changed aggregated's 1M-request plan)
+    reqs = [{"prompt_tokens": 900 + k, "output_tokens": 5, "prefix": f"g{k % 3}",
+             "prefix_tokens": 300} for k in range(9)]
+    inst = instance([{"name": "c0"}, {"name": "c1"}], reqs, prefix_caching=True)
+    ptr, idx, tok, _ = shared_blocks(inst)
+    out = merge_blocks(inst.n_requests, ptr, idx, tok)
+    assert all(np.array_equal(a, b) for a, b in zip(out, (ptr, idx, tok), strict=True))
