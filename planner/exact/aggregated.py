@@ -515,8 +515,8 @@ def _improved(inst: Instance, plan: Plan, scored: Metrics, bound: float, info: d
               left: float, seed: int) -> tuple[Plan, Metrics]:
     """The disaggregated plan after the request-level local search of the exact methods
     (:mod:`planner.exact.improve`; ``makespan``), when its arrays fit (``MAX_CELLS``) and time
-    is left: rounding whole classes leaves loads a few classes uneven. Mooncake: 77.282 to
-    76.225 (its optimum is within 5e-5 of that)."""
+    is left: rounding whole classes leaves loads a few classes uneven. Mooncake: 77.328 to
+    76.375, where the search stalls (the request-level methods prove 76.2251)."""
     from planner.exact._model import request_items
     from planner.exact._run import IMPROVE_MAX
     from planner.exact.improve import MAX_CELLS, improve_makespan
