@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.exact._backends.rows import RowBuffer, SolveOutcome, to_problem_units
+from planner.exact._backends.rows import RowBuffer, SolveOutcome, dual_bound, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
 from planner.exact.work import WORK_WORKERS, clock_cut, ls_moves, tracking, untracked
@@ -218,16 +218,23 @@ def trivial_t_ub(model: PlacementModel) -> float:
     return float(max(comp, mem, lk, 1e-9)) * 1.000001
 
 
-def lp_solver_for(asked: str, items) -> str:
+UNSCALED_MIN_T = 0.01  # s: lp_solver=auto leaves GLOP's scaling on below this makespan bound
+
+
+def lp_solver_for(asked: str, items, inst: Instance, t_bound: float) -> str:
     """The LP relaxation's solver: ``asked`` unless ``auto``, which is GLOP without its scaling
-    when requests share prefix blocks, else GLOP as it comes. Measured (``GLOP`` against
+    under ``makespan`` when requests share prefix blocks and the domain bound ``t_bound`` is at
+    least :data:`UNSCALED_MIN_T`, else GLOP as it comes. Measured (``GLOP`` against
     ``glop_unscaled``, one run each, beside other work): Mooncake 27 to 39 s against 6.2 s, its
     first 1,000 and 2,000 requests 0.74 and 3.36 s against 0.17 and 0.75 s, the quickstart at
     4,000 requests 4.0 against 4.3 s; without prefix blocks no pattern (the 1,000- and
-    3,000-request benchmarks 1.21 against 1.37 s and 10.0 against 8.7 s), so left as it was."""
+    3,000-request benchmarks 1.21 against 1.37 s and 10.0 against 8.7 s), so left as it was.
+    At makespans of 1e-7 s (T in seconds, coefficients as small) unscaled GLOP ran 20 s where
+    scaled GLOP took 0.02 s, and its duals were far off (found by review)."""
     if asked != "auto":
         return asked
-    return "glop_unscaled" if items.n_blocks > 0 else "glop"
+    unscaled = items.n_blocks > 0 and inst.objective == "makespan" and t_bound >= UNSCALED_MIN_T
+    return "glop_unscaled" if unscaled else "glop"
 
 
 def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, Any],
@@ -273,11 +280,13 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
     if not duals:
         return db, None
     db2 = domain_bound(inst, lp_directions(inst, model, duals))
-    if st == "optimal" and f_lp is not None and math.isfinite(f_lp) and \
-            inst.objective in ("makespan", "cost"):
-        # the LP value itself, less a margin for the LP's float tolerances: with prefix blocks
-        # the per-request Lagrangian of the duals falls short of it (blocks are shared)
-        lp_b = float(f_lp) - LP_VALUE_MARGIN * abs(float(f_lp))
+    if inst.objective in ("makespan", "cost"):
+        # the LP's optimum as its duals prove it (rows.dual_bound: the value GLOP reports is
+        # no bound), less a margin for float sums: with prefix blocks the per-request
+        # Lagrangian of the load rows' duals falls short of it (blocks are shared)
+        proven = to_problem_units(obj, dual_bound(buf, obj, v.T, duals), False)
+        info["lp_dual_bound"] = proven
+        lp_b = -math.inf if proven is None else proven - LP_VALUE_MARGIN * abs(proven)
         parts = {**db2["parts"], "lp_value": lp_b}
         db2 = {"bound": lp_b, "by": "lp_value", "parts": parts} if lp_b > db2["bound"] else \
             {**db2, "parts": parts}
@@ -386,7 +395,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
                                       min(LP_BOUND_MAX_S, left if work else 0.5 * left),
                                       built=(model, buf, v),
                                       solver=lp_solver_for(str(opts.get("lp_solver", "auto")),
-                                                           items))
+                                                           items, inst, float(db["bound"] or 0)))
         info["lp_bound_s"] = time.perf_counter() - t_lp
     if opts.get("improve", True) and inst.objective == "makespan":
         t_imp = time.perf_counter()

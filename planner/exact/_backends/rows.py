@@ -93,6 +93,41 @@ def float_objective(obj: Objective, T: int) -> tuple[list[tuple[int, float]], fl
     return [(i, c * obj.scale) for i, c in obj.cost_terms], 0.0
 
 
+def dual_bound(buf: RowBuffer, obj: Objective, T: int, duals: list[float]) -> float:
+    """A lower bound of the LP relaxation's optimum (solver units) from any row prices ``duals``,
+    whatever their accuracy: the Lagrangian ``min over the variables' box of (c - A'y) x`` plus
+    each priced row's bound (a price of the wrong sign for the row, or on an infinite side, is
+    taken as zero). Equal to the LP value when the prices are its optimal duals. The LP value
+    as a solver reports it is no bound: GLOP without scaling, T in seconds, reported 1.04e-8
+    where the LP's optimum is 9.62e-9 and the integer optimum 1.0018e-8, and the plan at
+    1.04e-8 was called optimal (found by review)."""
+    n = len(buf.vars)
+    terms, const = float_objective(obj, T)
+    c = np.zeros(n)
+    for i, v in terms:
+        c[i] += v
+    y = np.asarray(duals, np.float64)
+    lo = np.array([r.lo for r in buf.rows])
+    hi = np.array([r.hi for r in buf.rows])
+    y = np.where((y > 0) & np.isfinite(lo), y, np.where((y < 0) & np.isfinite(hi), y, 0.0))
+    sizes = np.fromiter((r.idx.size for r in buf.rows), np.int64, len(buf.rows))
+    idx = np.concatenate([r.idx for r in buf.rows]) if buf.rows else np.zeros(0, np.int64)
+    coef = np.concatenate([r.coef for r in buf.rows]) if buf.rows else np.zeros(0)
+    a_y = np.bincount(idx, weights=coef * np.repeat(y, sizes), minlength=n)
+    lb = np.array([v.lb for v in buf.vars])
+    ub = np.array([v.ub for v in buf.vars])
+    if ub[T] == math.inf and c[T] - a_y[T] < 0 < c[T]:
+        # T unbounded above with a negative reduced cost (the prices sum past its cost by
+        # float error): prices scaled down so that it is zero; any scaled prices bound too
+        y = y * (c[T] / a_y[T])
+        a_y = np.bincount(idx, weights=coef * np.repeat(y, sizes), minlength=n)
+    d = c - a_y
+    with np.errstate(invalid="ignore"):  # 0 x inf in the branches np.where leaves out
+        box = np.where(d > 0, d * lb, np.where(d < 0, d * ub, 0.0))
+        rows = np.where(y > 0, y * lo, np.where(y < 0, y * hi, 0.0))
+    return float(box.sum() + rows.sum() + const)
+
+
 def to_problem_units(obj: Objective, f: float | None, bound: bool) -> float | None:
     """A float solver's objective value or bound in problem units. ``served``: f = -S + eps T
     with 0 <= eps T <= 1/2, so a bound B gives S <= floor(1/2 - B)."""
