@@ -474,6 +474,14 @@ def check_outputs(sw: Sweep, out: str | Path | None = None,
         if r in inputs:
             problems.append(Problem(key, f"is {inputs[r]}: it would be overwritten",
                                     str(targets[key])))
+    report_to = targets.get("report")
+    if report_to is not None and report_to.suffix.lower() != ".html" and \
+            not any(p.path == "report" for p in problems):
+        # an HTML page was written under any name (found by review: report x.txt)
+        why = "the report is an HTML page: give a NAME.html file"
+        if isinstance(report, (str, Path)):  # the command line's --report
+            raise InputError("--report", [Problem("--report", why, str(report_to))])
+        problems.append(Problem("report", why, str(report_to)))
     if problems:
         raise SweepError(str(sw.file), problems)
 

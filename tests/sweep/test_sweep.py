@@ -382,6 +382,8 @@ def test_sweep_outputs_are_checked_before_anything_runs(tmp_path: Path, capsys) 
         ({"out": "."}, f"{f}: out: is a folder, not a file ('{tmp_path}')"),
         ({"out": "x.csv", "report": "x.csv"},
          f"{f}: report: the same file as the results table (out) ('{tmp_path / 'x.csv'}')"),
+        ({"report": "x.txt"},
+         f"{f}: report: the report is an HTML page: give a NAME.html file ('{tmp_path / 'x.txt'}')"),
         ({"report": "base.yaml"},
          f"{f}: report: is the scenario base: it would be overwritten ('{tmp_path / 'base.yaml'}')"),
         ({"report": "sweep.yaml"},
