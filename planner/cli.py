@@ -17,7 +17,7 @@ from planner.catalog import check_models_dir
 from planner.metrics import arrival_notes, unplaceable
 from planner.plan import SOLVED, fmt, plan_to_dict, read_plan_file, write_json_atomic
 from planner.registry import methods
-from planner.report.io import check_output, dumps
+from planner.report.io import check_output, dumps, not_empty
 from planner.scenario.errors import InputError, Problem
 from planner.scenario.load import load_scenario
 
@@ -69,8 +69,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                 options["time_limit"])])
         check_time_limit(options["time_limit"], "--option time_limit")
         time_limit = float(options.pop("time_limit"))
-    if args.out == "":  # not the default name, silently (found by review)
-        raise InputError("--out", [Problem("--out", "an empty file name", "")])
+    not_empty(args.out, "--out")
     out = Path(args.out) if args.out else Path(f"{Path(args.scenario).stem}.{args.method}.plan.json")
     check_output(out, "--out", inputs=sc.input_files())
     from planner.report.compare import warm_heuristic

@@ -15,6 +15,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from planner.api import check_time_limit
 from planner.plan import SOLVED
 from planner.report.compare import DEFAULT_TIME_LIMIT, compare
+from planner.report.io import not_empty
 from planner.scenario.errors import InputError, Problem
 
 
@@ -80,8 +81,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else None
     if names is not None and not names:
         raise InputError("--methods", [Problem("--methods", "no method given", args.methods)])
-    if args.out == "":  # not the default name, silently (found by review)
-        raise InputError("--out", [Problem("--out", "an empty file name", "")])
+    not_empty(args.out, "--out")
     out = Path(args.out) if args.out else Path("reports") / f"{Path(args.scenario).stem}.html"
     bars = ProgressBars(enabled=not args.no_progress)
     with logging_redirect_tqdm():

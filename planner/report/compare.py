@@ -35,6 +35,7 @@ from planner.report.io import (
     check_output,
     dumps,
     jsonable,
+    not_empty,
     stage_texts,
     swapped_folder,
     write_json_atomic,
@@ -589,8 +590,7 @@ def compare(
     is written while the methods run (the plans go to a hidden folder beside ``NAME.plans``,
     renamed into place at the end), so an error or an interrupt also keeps the previous
     report."""
-    if out == "":  # not the default name, silently
-        raise InputError("--out", [Problem("--out", "an empty file name", "")])
+    not_empty(out, "--out")
     out = Path(out) if out else Path("reports") / f"{Path(scenario).stem}.html"
     paths = output_paths(out)
     sc = load_scenario(scenario)

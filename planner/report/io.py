@@ -24,6 +24,15 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def not_empty(value: str | Path | None, option: str) -> None:
+    """An output name given as "" is an error, not the default name taken silently (found by
+    review: `solve -o ""`)."""
+    from planner.scenario.errors import InputError, Problem
+
+    if value == "":
+        raise InputError(option, [Problem(option, "an empty file name", "")])
+
+
 def check_output(path: str | Path, option: str, folder: bool = False,
                  inputs: Mapping[str, str] | None = None) -> Path:
     """Fail early, with one line naming ``option``, when ``path`` cannot be written: a folder

@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from planner.report.io import check_output
+from planner.report.io import check_output, not_empty
 from planner.scenario.errors import InputError, Problem
 from planner.sweep.run import ENGINES, run_sweep
 from planner.sweep.spec import load_sweep
@@ -22,9 +22,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise InputError("--limit", [Problem("--limit", "must be at least 1", args.limit)])
     if args.threads is not None and args.threads < 1:
         raise InputError("--threads", [Problem("--threads", "must be at least 1", args.threads)])
-    for opt, given in (("--out", args.out), ("--report", args.report)):
-        if given == "":  # not the sweep file's name, silently
-            raise InputError(opt, [Problem(opt, "an empty file name", "")])
+    not_empty(args.out, "--out")
+    not_empty(args.report, "--report")
     if args.out:
         check_output(args.out, "--out")
     if args.report:

@@ -465,10 +465,8 @@ def check_outputs(sw: Sweep, out: str | Path | None = None,
     inputs = {os.path.realpath(sw.file): "the sweep file"}
     inputs.update({os.path.realpath(b.path): f"the scenario {b.label}" for b in sw.bases if b.path})
     for b in sw.bases:  # their trace files (paths made absolute when read)
-        wl = b.document.get("workload")
-        f = wl.get("file") if isinstance(wl, dict) else None
-        trace = f.get("path") if isinstance(f, dict) else None
-        if isinstance(trace, str):
+        trace = trace_file(b.document)
+        if trace is not None:
             inputs.setdefault(os.path.realpath(trace), f"the trace file of scenario {b.label}")
     for key, r in real.items():
         if r in inputs:
