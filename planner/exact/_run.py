@@ -390,7 +390,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         # bound as it was; too little to load the model skips it)
         left = max(0.0, time_limit - (time.perf_counter() - t_start))
         # under a work limit GLOP runs to its end, up to LP_BOUND_MAX_S (not finished: a clock
-        # cut; Mooncake's LP takes longer, so a run there needs lp_bound=False to repeat)
+        # cut; Mooncake's LP passed it until its prefix blocks were merged)
         db, lp_plan = lp_domain_bound(inst, items, db, info,
                                       min(LP_BOUND_MAX_S, left if work else 0.5 * left),
                                       built=(model, buf, v),
