@@ -41,10 +41,15 @@ class TraceError(Exception):
 def _check_first_row(path: Path, where: str) -> None:
     """pandas takes a first data row longer than the header as one with an index column and,
     with ``index_col=False``, drops its extra fields with a warning: make it an error. (Later
-    rows with extra fields are pandas' own "Expected N fields" error.)"""
+    rows with extra fields are pandas' own "Expected N fields" error.) A column named twice is
+    an error too: pandas renames the second ``NAME.1`` and reads the first (found by review)."""
     with open(path, encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
+        twice = sorted({c for c in header or [] if header.count(c) > 1})
+        if twice:
+            raise TraceError([Problem(where, f"{path.name} header: column {twice[0]!r} named "
+                                      "twice", ",".join(header)[:60])])
         first = next(reader, None)
         if header is not None and first is not None and len(first) > len(header):
             raise TraceError([Problem(where, f"{path.name} line {reader.line_num}: "

@@ -96,6 +96,8 @@ def test_plain_jsonl(tmp_path):
     ("prompt_tokens,output_tokens\n5,inf\n", "t.csv row 1: output_tokens is above 1,000,000,000"),
     ("prompt_tokens,output_tokens\n374.7,1\n", "t.csv row 1: prompt_tokens is not a whole number"),
     ("arrival_s,prompt_tokens,output_tokens\n0,5,1\ninf,5,1\n", "t.csv row 2: arrival is not finite"),
+    ("prompt_tokens,output_tokens,prompt_tokens\n5,1,7\n",
+     "workload.file.path: t.csv header: column 'prompt_tokens' named twice"),
     # the span overflows: it named workload.time_scale, which the file did not set (review)
     ("arrival_s,prompt_tokens,output_tokens\n-1e308,5,1\n1e308,5,1\n",
      "workload.file: t.csv row 2: arrival is too far from the first request's"),
