@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 import weakref
 from pathlib import Path
@@ -14,7 +13,7 @@ import numpy as np
 from planner.instance import Instance, build_instance
 from planner.metrics import Metrics, evaluate_arrays
 from planner.plan import Plan, Result, plan_from_dict, read_plan_file
-from planner.registry import get_method
+from planner.registry import get_method, positive_seconds
 from planner.scenario.errors import InputError, OptionError, PlanError, Problem, ScenarioError
 from planner.scenario.load import load_scenario
 from planner.scenario.model import Scenario
@@ -44,11 +43,7 @@ def check_time_limit(value: Any, name: str = "time_limit") -> None:
     """A time limit is a positive, finite number of seconds (None: the method's default)."""
     if value is None:
         return
-    try:  # True is no number of seconds (it ran as a 1-s limit; found by review)
-        ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) > 0
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
+    if not positive_seconds(value):
         raise OptionError(name, [Problem(name, "must be a positive number of seconds", value)])
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from planner.scenario.errors import Problem, ScenarioError
+from planner.scenario.errors import Problem, ScenarioError, reason
 from planner.scenario.model import AcceleratorCard, ModelCard
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,8 @@ def _read(path: Path) -> dict:
         raise ScenarioError(str(path), [Problem("<file>", f"cannot read: {exc}", path.name)]) \
             from None
     except (yaml.YAMLError, _Refused, ValueError, RecursionError) as exc:
-        raise ScenarioError(str(path), [Problem("<file>", "not valid yaml: "
-                                                f"{' '.join(str(exc).split())}", path.name)]) \
-            from None
+        raise ScenarioError(str(path), [Problem("<file>", f"not valid yaml: {reason(exc)}",
+                                                path.name)]) from None
     if not isinstance(data, dict):
         raise ScenarioError(str(path), [Problem("<top>", "a card must be a mapping",
                                                 type(data).__name__)])

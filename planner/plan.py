@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.scenario.errors import PlanError, Problem
+from planner.scenario.errors import PlanError, Problem, reason
 
 MAX_PROBLEMS = 20  # problems listed for one plan; the rest are counted, not shown
 ORDER_SETTINGS = ("_admission",)  # the ``_`` keys of a plan's order
@@ -311,9 +311,8 @@ def read_plan_file(path: str | Path, instance: Any) -> tuple[Plan, dict]:
         # ValueError: JSON's errors, a key given twice (json kept the last silently: a plan with
         # two `requests` lists was read as the second), an integer of over 4,300 digits;
         # RecursionError: nesting thousands deep (found by review: "unexpected")
-        why = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise PlanError(file, [Problem("<file>", f"not valid JSON: {why}", Path(path).name)]) \
-            from None
+        raise PlanError(file, [Problem("<file>", f"not valid JSON: {reason(exc)}",
+                                       Path(path).name)]) from None
     plan, meta = plan_from_dict(data, instance, file=file)
     check_plan(instance, plan, file=file)
     return plan, meta

@@ -39,12 +39,7 @@ class MethodSpec:
             if key in COMMON_OPTIONS and key not in self.options:
                 # accepted by every method, checked all the same (a sweep's `time_limit: abc`
                 # for greedy ended in an unexpected ValueError; found by review)
-                try:
-                    cast = _cast(value, 1.0)
-                    ok = not isinstance(cast, bool) and math.isfinite(float(cast)) and cast > 0
-                except (TypeError, ValueError):
-                    ok = False
-                if not ok:
+                if not positive_seconds(value):
                     problems.append(Problem(key, "must be a positive number of seconds", value))
                 continue
             if key not in self.options:
@@ -101,6 +96,16 @@ def _out_of_range(key: str, value: Any, default: Any) -> str | None:
     if key in SHARE_OPTIONS and value > 1:
         return "must be at most 1"
     return None
+
+
+def positive_seconds(value: Any) -> bool:
+    """Whether ``value`` is a time limit: a positive, finite number of seconds (a number's text
+    from the command line counts; True does not: it ran as a 1-s limit, found by review)."""
+    try:
+        v = _cast(value, 1.0)
+        return not isinstance(v, bool) and math.isfinite(float(v)) and float(v) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _cast(value: Any, default: Any) -> Any:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from planner.heuristics.common import choice_pairs
+from planner.heuristics.common import chain_repeats, choice_pairs
 from planner.instance import Instance
 from planner.metrics import compute_capacity, kv_fit_bytes, memory_capacity
 
@@ -72,7 +72,6 @@ def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndar
     """(caching on, CSR pointer, dense block ids, block tokens, duplicate tokens, block count,
     tokens a held block saves: zero at a repeat within its chain, which is in the duplicate
     tokens already): the rule of :class:`planner.heuristics.common.Prefixes`."""
-    n = inst.n_requests
     on = bool(inst.prefix_caching and inst.prefix_blocks.size)
     ptr = np.ascontiguousarray(inst.prefix_ptr, np.int64)
     if inst.prefix_blocks.size:
@@ -82,18 +81,7 @@ def prefix_arrays(inst: Instance) -> tuple[bool, np.ndarray, np.ndarray, np.ndar
     else:
         bid, nb = np.zeros(0, np.int64), 0
     btok = np.ascontiguousarray(inst.prefix_block_tokens, np.float64)
-    dup = np.zeros(n)
-    saves = btok.copy()
-    if on:
-        own = inst.prefix_owner
-        key = own * nb + bid
-        _, first = np.unique(key, return_index=True)
-        rep = np.ones(key.size, bool)
-        rep[first] = False
-        if rep.any():
-            dup = np.bincount(own[rep], weights=inst.prefix_block_tokens[rep],
-                              minlength=n).astype(np.float64)
-            saves[rep] = 0.0  # a repeat is in dup already (see common.Prefixes)
+    dup, saves = chain_repeats(inst)
     return on, ptr, bid, btok, dup, nb, saves
 
 

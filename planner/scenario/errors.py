@@ -14,6 +14,11 @@ MISSING: Any = object()
 UNSHOWN: Any = object()  # a problem with nothing to show in parentheses (the path says it all)
 
 
+def reason(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, at most ``limit`` characters (its type when empty)."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 def format_path(loc: Sequence[Any]) -> str:
     """Render a location tuple such as ``("datacenters", 0, "name")`` as ``datacenters[0].name``."""
     out = ""

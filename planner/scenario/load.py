@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from planner import catalog
-from planner.scenario.errors import MISSING, Problem, ScenarioError, format_path
+from planner.scenario.errors import MISSING, Problem, ScenarioError, format_path, reason
 from planner.scenario.model import Cluster, Link, ModelCard, Scenario, Workload
 from planner.scenario.schema import (
     ClusterSpec,
@@ -128,7 +128,7 @@ def read_document(path: Path) -> dict[str, Any]:
             RecursionError) as exc:
         # ValueError: JSON's errors, and an integer of over 4,300 digits in any of the three;
         # RecursionError: nesting thousands deep (both were "unexpected"; found by review)
-        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        first = reason(exc)
         raise ScenarioError(str(path), [Problem("<file>", f"not valid {suffix[1:] or 'yaml'}: {first}",
                                                 path.name)]) from None
     if not isinstance(data, dict):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -88,13 +89,11 @@ def _plain_name(v: str) -> str:
     return v
 
 
-class ClusterSpec(_Spec):
-    name: str = Field(min_length=1)
+PlainName = Annotated[str, Field(min_length=1), AfterValidator(_plain_name)]
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _plain_name(v)
+
+class ClusterSpec(_Spec):
+    name: PlainName
     role: Literal["prefill", "decode", "mixed"]
     replicas: int = Field(gt=0, le=100_000, strict=True)  # "2" is a typo, not a count
     accelerator: str | None = None
@@ -117,12 +116,7 @@ class ClusterSpec(_Spec):
 
 
 class DatacenterSpec(_Spec):
-    name: str = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        return _plain_name(v)
+    name: PlainName
     clusters: list[ClusterSpec] = Field(default_factory=list)
 
 
