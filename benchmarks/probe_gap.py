@@ -8,6 +8,8 @@ bound, solved by SCIP).
     python benchmarks/probe_gap.py --seed 1 --partial 20,40,80 --rank share
     python benchmarks/probe_gap.py --seed 1 --cap 1.0006 --param num_violation_ls=1
     python benchmarks/probe_gap.py --seed 1 --dive 40 --time-limit 30    # LP dive, exact tail
+    python benchmarks/probe_gap.py --seed 1 --heavy 100 --cap 1.00066 --param stop_after_first_solution=true
+                                              # relax-and-fix by hand: K heaviest fixed, the rest
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from planner import load_scenario  # noqa: E402
 from planner.api import as_instance  # noqa: E402
 from planner.exact._backends.rows import RowBuffer  # noqa: E402
 from planner.exact._model import PlacementModel, request_items  # noqa: E402
+from planner.exact.relax_fix import heavy_order  # noqa: E402
 from planner.metrics import evaluate_arrays  # noqa: E402
 
 
@@ -89,15 +92,10 @@ def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: f
 
     from planner.exact.bounds import PairCosts
 
-    lc, lm, ll = lam
     if rank == "share":  # the request's largest load on a resource the LP prices
-        size = np.maximum.reduce([(items.mem * (lm > 0)).max(1), (items.pre * (lc > 0)).max(1),
-                                  (items.dec * (lc > 0)).max(1),
-                                  (items.kvb[:, None] / inst.bandwidth_Bps[None, :]
-                                   * (ll > 0)).max(1)])
+        order = heavy_order(inst, items, lam)
     else:  # the request's cheapest cost at the LP's dual prices
-        size = PairCosts(inst).min_cost(lc, lm, ll)
-    order = np.argsort(-size)
+        order = np.argsort(-PairCosts(inst).min_cost(*lam))
     model = PlacementModel(inst, items, symmetry=True)
     buf = RowBuffer()
     v = model.build(buf, float("inf"))
@@ -126,10 +124,6 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
 
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
-    lc, lm, ll = lam
-    size = np.maximum.reduce([(items.mem * (lm > 0)).max(1), (items.pre * (lc > 0)).max(1),
-                              (items.dec * (lc > 0)).max(1),
-                              (items.kvb[:, None] / inst.bandwidth_Bps[None, :] * (ll > 0)).max(1)])
     model = PlacementModel(inst, items, symmetry=False)
     buf = RowBuffer()
     v = model.build(buf, float("inf"))
@@ -137,7 +131,7 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
     s, xs = min_t_solver(buf, v.T, "GLOP")
     s.Solve()
     fixed: dict[int, float] = {}
-    todo = np.argsort(-size)[: max(0, items.n - free)].tolist()
+    todo = heavy_order(inst, items, lam)[: max(0, items.n - free)].tolist()
     while todo:
         chunk, todo = todo[:step], todo[step:]
         snap = [x.solution_value() for x in xs]
@@ -166,6 +160,47 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
     return out
 
 
+def heavy(inst, items, lp: float, lam, ks: list[int], time_limit: float, cap: float | None,
+          params: dict[str, str] | None = None, stage_limit: float = 10.0) -> list[str]:
+    """Heavy first: SCIP solves the model with only the K heaviest requests (rank ``share``)
+    integral, those K are fixed to its choice, and CP-SAT (2 workers) then solves the whole model
+    for the rest (min T, or feasibility under LP x ``cap``)."""
+    from planner.exact._backends.cpsat_backend import solve_cpsat
+
+    order = heavy_order(inst, items, lam)
+    model = PlacementModel(inst, items, symmetry=True)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    owner = {x: i for i in range(items.n) for x in [*v.a[i].values(), *v.b[i].values(), *v.w[i].values()]}
+    t0 = time.perf_counter()
+    out = []
+    for kk in ks:
+        integral = set(order[:kk].tolist())
+        s, xs = min_t_solver(buf, v.T, "SCIP",
+                             lambda j, sp, integral=integral: sp.integer and owner.get(j, -1) in integral)
+        s.SetTimeLimit(int(stage_limit * 1000))
+        s.Solve()
+        t_part = s.Objective().Value()
+        out.append(f"heavy K={kk}: partial MIP T {t_part:.6f} = LP x {t_part / lp:.6f} "
+                   f"({time.perf_counter() - t0:.1f} s)")
+        for i in integral:
+            for d in (v.a[i], v.b[i]):
+                for j in d.values():
+                    buf.vars[j].lb = buf.vars[j].ub = round(xs[j].solution_value())
+    k = ks[-1]
+    t_ub = lp * cap if cap else lp * 1.01
+    buf.vars[v.T].ub = t_ub
+    res = solve_cpsat(buf, model.objective(), v.T, None, t_ub=t_ub, time_limit=time_limit,
+                      num_workers=2, seed=0, rel_gap=1e-9 if cap else 1e-4, resolution=10**9,
+                      bisect=not cap, params=params)
+    text = f"rest ({items.n - k} free, CP-SAT{' cap ' + str(cap) if cap else ''}): {res.status}"
+    if res.value is not None:
+        t = evaluate_arrays(inst, model.plan_of_values(res.value)).makespan_s
+        text += f", plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
+    out.append(text + f"; {time.perf_counter() - t0:.1f} s in all")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=1)
@@ -179,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="CP-SAT parameter NAME=VALUE for --cap (repeatable)")
     ap.add_argument("--dive", type=int, metavar="FREE", help="LP dive until FREE requests remain")
     ap.add_argument("--dive-step", type=int, default=5)
+    ap.add_argument("--stage-limit", type=float, default=10.0)
+    ap.add_argument("--heavy", metavar="K1,K2",
+                    help="fix the K heaviest to a partial-integrality solution, solve the rest")
     ap.add_argument("--time-limit", type=float, default=60.0)
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
@@ -186,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     items = request_items(inst)
     lp, lam = lp_relaxation(inst, items)
     print(f"seed {a.seed}, {a.requests} requests: LP relaxation {lp:.6f}")
+    if a.heavy is not None:
+        for line in heavy(inst, items, lp, lam, [int(k) for k in a.heavy.split(",")],
+                          a.time_limit, a.cap, dict(kv.split("=", 1) for kv in a.param),
+                          a.stage_limit):
+            print(line, flush=True)
+        return 0
     if a.cap:
         params = dict(kv.split("=", 1) for kv in a.param)
         print(capped(inst, items, lp, a.cap, a.solver, a.time_limit, not a.no_symmetry, params))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from planner.exact import relax_fix
 from planner.exact._backends.rows import RowBuffer, SolveOutcome, dual_bound, to_problem_units
 from planner.exact._model import PlacementModel, request_items
 from planner.exact.bounds import FEW_DIRECTIONS_ABOVE, domain_bound
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 # in info["rel_gap"]; Result.gap is the gap actually proven). 1e-4 = 0.01 %.
 COMMON = {"time_limit": 10.0, "num_workers": 0, "seed": 0, "warm_start": "greedy",
           "rel_gap": 1e-4, "symmetry": True, "lp_bound": True, "lp_solver": "auto",
-          "improve": True}
+          "improve": True, "relax_fix": True}
 
 LP_BOUND_MAX_TERMS = 400_000  # request-level LP relaxation for the domain bound up to this size
 LP_BOUND_MAX_S = 30.0  # GLOP's limit for that LP (and at most half the run's)
@@ -239,7 +240,8 @@ def lp_solver_for(asked: str, items, inst: Instance, t_bound: float) -> str:
 
 def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, Any],
                     time_limit: float = 30.0, built: tuple[PlacementModel, RowBuffer, Any] | None
-                    = None, solver: str = "glop") -> tuple[dict[str, Any], Plan | None]:
+                    = None, solver: str = "glop"
+                    ) -> tuple[dict[str, Any], Plan | None, tuple[np.ndarray, ...] | None]:
     """The LP relaxation of the request-level model (GLOP), used as a domain bound through its
     dual prices: the Lagrangian bound of :mod:`planner.exact.bounds` with those weights, evaluated
     per request with exact coefficients (valid whatever the LP's float accuracy; equal to the LP
@@ -278,8 +280,9 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
     if st in ("no_solution", "feasible"):  # GLOP's time limit, or too little time to load it
         clock_cut("LP relaxation")
     if not duals:
-        return db, None
-    db2 = domain_bound(inst, lp_directions(inst, model, duals))
+        return db, None, None
+    dirs = lp_directions(inst, model, duals)
+    db2 = domain_bound(inst, dirs)
     if inst.objective in ("makespan", "cost"):
         # the LP's optimum as its duals prove it (rows.dual_bound: the value GLOP reports is
         # no bound), less a margin for float sums: with prefix blocks the per-request
@@ -293,7 +296,7 @@ def lp_domain_bound(inst: Instance, items, db: dict[str, Any], info: dict[str, A
     info.update(domain_bound=db2["bound"], domain_bound_by=db2["by"],
                 domain_bound_parts=db2["parts"])
     plan = model.plan_of_values(vals.__getitem__) if vals is not None else None
-    return db2, plan
+    return db2, plan, (tuple(dirs[0][1:]) if dirs else None)
 
 
 def improved_start(inst: Instance, items, starts: list[Plan | None], bound: float,
@@ -326,15 +329,18 @@ Solver = Callable[[RowBuffer, Any, int, dict[int, float] | None, float], SolveOu
 
 
 def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome],
-              opts: dict[str, Any], hint_coef: Callable[[float], float] | None = None) -> Result:
+              opts: dict[str, Any], hint_coef: Callable[[float], float] | None = None,
+              relax_fn: Callable[..., SolveOutcome] | None = None) -> Result:
     """Build the model over the requests, warm-start it, solve, and account for the result.
     ``opts["work_limit"]`` > 0 (``cpsat``): stages stop by counts, not clocks
-    (:mod:`planner.exact.work`); ``info["reproducible"]`` says whether the wall clock ended one."""
+    (:mod:`planner.exact.work`); ``info["reproducible"]`` says whether the wall clock ended one.
+    ``relax_fn``: the solver of relax-and-fix's first step, whose model has continuous
+    variables (:mod:`planner.exact.relax_fix`; by default ``solve_fn``)."""
     work = float(opts.get("work_limit") or 0.0)
     if work <= 0:
-        return _run_exact(inst, method, solve_fn, opts, hint_coef, None)
+        return _run_exact(inst, method, solve_fn, opts, hint_coef, None, relax_fn)
     with tracking() as cuts:
-        res = _run_exact(inst, method, solve_fn, opts, hint_coef, work)
+        res = _run_exact(inst, method, solve_fn, opts, hint_coef, work, relax_fn)
     res.info.update(work_limit=work, reproducible=not cuts, clock_cuts=list(cuts))
     if cuts:
         res.termination += f"; a clock or Ctrl-C ended {', '.join(cuts)}: not reproducible"
@@ -343,7 +349,7 @@ def run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome]
 
 def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome],
                opts: dict[str, Any], hint_coef: Callable[[float], float] | None,
-               work: float | None) -> Result:
+               work: float | None, relax_fn: Callable[..., SolveOutcome] | None = None) -> Result:
     t_start = time.perf_counter()
     time_limit = float(opts.get("time_limit") or COMMON["time_limit"])
     info: dict[str, Any] = {}
@@ -383,7 +389,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
     info["build_s"] = time.perf_counter() - t0
     info["n_vars"], info["n_rows"] = len(buf.vars), len(buf.rows)
     t0 = time.perf_counter()
-    lp_plan = None
+    lp_plan, prices = None, None
     if opts.get("lp_bound", True) and items.n * inst.n_clusters ** 2 <= LP_BOUND_MAX_TERMS:
         t_lp = time.perf_counter()
         # GLOP's share: at most half the time left after the build (a time-out leaves the
@@ -391,7 +397,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         left = max(0.0, time_limit - (time.perf_counter() - t_start))
         # under a work limit GLOP runs to its end, up to LP_BOUND_MAX_S (not finished: a clock
         # cut; Mooncake's LP passed it until its prefix blocks were merged)
-        db, lp_plan = lp_domain_bound(inst, items, db, info,
+        db, lp_plan, prices = lp_domain_bound(inst, items, db, info,
                                       min(LP_BOUND_MAX_S, left if work else 0.5 * left),
                                       built=(model, buf, v),
                                       solver=lp_solver_for(str(opts.get("lp_solver", "auto")),
@@ -416,30 +422,48 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
     if warm_m is not None and inst.objective == "makespan":  # the improved start caps T lower
         t_ub = min(t_ub, warm_t_cap(warm_m))
         buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
-    if warm_m is not None and inst.objective == "makespan" and warm_m.feasible:
-        g = relative_gap(warm_m.objective, db["bound"], "min")
-        if g is not None and g <= rel_gap:
-            # already proven by the domain bound: a solver could only prove it again (SCIP ran
-            # its whole minute on Mooncake's start, 4.96e-5 above the bound, for no more)
-            info.update(solver_status="skipped", solver_bound=None, num_workers=0,
-                        plan_from="improved_start" if "improved_objective" in info
-                        else "warm_start")
-            out = SolveOutcome("no_solution", None, None, None, termination=(
-                f"the start is within rel_gap of the domain bound (gap {g:.2e}): no solver run"))
-            return account(inst, method, out, warm, warm_m.objective, db, history, info)
+    done = proven_start(inst, method, warm, warm_m, db, rel_gap, history, info)
+    if done is not None:
+        return done
     if inst.objective == "makespan":  # the float solvers' unit of time (see objective())
         model.time_unit = float(db["bound"] or 0.0)
     elif inst.objective == "served" and inst.horizon_s is None:  # T minimised too: same unit
         model.time_unit = float(makespan_bound(inst)["bound"] or 0.0)
     obj = model.objective()
-    hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
-    left = max(0.5, time_limit - (time.perf_counter() - t_start))
     t_lb = float(db["bound"] or 0.0) if inst.objective == "makespan" else 0.0
     # under a work limit 0 workers means WORK_WORKERS, not the cores: the search must not
     # depend on the machine
     asked = int(opts.get("num_workers") or 0)
     nw = WORK_WORKERS if work and asked <= 0 else workers(asked)
     info["num_workers"] = nw
+    if opts.get("relax_fix", True) and inst.objective == "makespan" and not work \
+            and prices is not None and items.n >= relax_fix.MIN_REQUESTS:
+        left = max(0.0, time_limit - (time.perf_counter() - t_start))
+        plan_rf, m_rf = relax_fix.relax_and_fix(
+            inst, items, model, buf, v, obj, prices, relax_fn or solve_fn, solve_fn,
+            t_ub=t_ub, t_lb=t_lb, relax_limit=relax_fix.RELAX_SHARE * left,
+            fix_limit=relax_fix.FIX_SHARE * left, num_workers=nw,
+            seed=int(opts.get("seed", 0)), rel_gap=rel_gap, info=info)
+        if info.get("interrupted"):  # Ctrl-C: the user meant the run, not only this stage
+            if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):
+                warm, warm_m = plan_rf, m_rf
+                info["relax_fix_kept"] = True
+            info.update(solver_status="skipped", solver_bound=None, plan_from=start_from(info))
+            out = SolveOutcome("no_solution", None, None, None,
+                               termination="interrupted (Ctrl-C) in relax-and-fix: no solver run")
+            return account(inst, method, out, warm, None if warm_m is None else warm_m.objective,
+                           db, history, info)
+        if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):
+            warm, warm_m = plan_rf, m_rf
+            info["relax_fix_kept"] = True
+            history.append((time.perf_counter() - t_start, m_rf.objective, db["bound"]))
+            t_ub = min(t_ub, warm_t_cap(warm_m))
+            buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
+            done = proven_start(inst, method, warm, warm_m, db, rel_gap, history, info)
+            if done is not None:
+                return done
+    hint = model.hint_values(warm, hint_coef or (lambda k: k)) if warm is not None else None
+    left = max(0.5, time_limit - (time.perf_counter() - t_start))
     out = solve_fn(buf, obj, v.T, hint, t_ub=t_ub, t_lb=t_lb, time_limit=left, num_workers=nw,
                    seed=int(opts.get("seed", 0)), rel_gap=rel_gap,
                    **({"work_limit": work} if work else {}))
@@ -468,10 +492,35 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
             plan = None
     if warm_m is not None and (objective is None or better(inst, warm_m.objective, objective)):
         plan, objective = warm, warm_m.objective
-        info["plan_from"] = "warm_start" if "improved_objective" not in info else "improved_start"
+        info["plan_from"] = start_from(info)
     else:
         info["plan_from"] = "solver"
     return account(inst, method, out, plan, objective, db, history, info)
+
+
+def start_from(info: dict[str, Any]) -> str:
+    """Which stage made the start ``warm_m``."""
+    if info.get("relax_fix_kept"):
+        return "relax_fix"
+    return "improved_start" if "improved_objective" in info else "warm_start"
+
+
+def proven_start(inst: Instance, method: str, warm: Plan | None, warm_m: Metrics | None,
+                 db: dict[str, Any], rel_gap: float, history: list, info: dict[str, Any]
+                 ) -> Result | None:
+    """The Result when the start is already within ``rel_gap`` of the domain bound under
+    ``makespan``: a solver could only prove it again (SCIP ran its whole minute on Mooncake's
+    start, 4.96e-5 above the bound, for no more). None otherwise."""
+    if warm_m is None or inst.objective != "makespan" or not warm_m.feasible:
+        return None
+    g = relative_gap(warm_m.objective, db["bound"], "min")
+    if g is None or g > rel_gap:
+        return None
+    info.update(solver_status="skipped", solver_bound=None, num_workers=0,
+                plan_from=start_from(info))
+    out = SolveOutcome("no_solution", None, None, None, termination=(
+        f"the start is within rel_gap of the domain bound (gap {g:.2e}): no solver run"))
+    return account(inst, method, out, warm, warm_m.objective, db, history, info)
 
 
 def account(inst: Instance, method: str, out: SolveOutcome, plan: Plan | None,

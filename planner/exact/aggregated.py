@@ -555,7 +555,8 @@ def lp_directions(inst: Instance, model: PlacementModel, duals: list[float]
 
 @register("aggregated", "the placement model over request classes (prefill x decode bucket x "
           "prefix group [x origin]): LP + rounding or integer counts, disaggregated; valid bound",
-          options={**{k: d for k, d in COMMON.items() if k != "lp_solver"},  # its LP is GLOP's
+          # its LP is GLOP's; relax-and-fix is the request-level model's
+          options={**{k: d for k, d in COMMON.items() if k not in ("lp_solver", "relax_fix")},
                    "warm_start": "none", "mode": "lp", "bucket_ratio": 0.0,
                    "max_classes": 1500, "by_origin": False, "solver": "SCIP"},
           kind="exact", online=False)

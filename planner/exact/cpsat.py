@@ -29,6 +29,12 @@ def cpsat(inst: Instance, **opts: Any) -> Result:
         return solve_cpsat(buf, obj, T, hint, resolution=resolution, bisect=bisect,
                            min_share=min_share, **kw)
 
-    res = run_exact(inst, "cpsat", fn, opts)
+    def relax(buf, obj, T, hint, *, t_ub, t_lb, time_limit, num_workers, seed, rel_gap):  # noqa: ANN001, ANN202, ARG001
+        # relax-and-fix's first step has continuous variables, which CP-SAT cannot hold: SCIP
+        from planner.exact._backends.ortools_mip import solve_linear_solver
+        return solve_linear_solver(buf, obj, T, hint, solver="SCIP", time_limit=time_limit,
+                                   num_workers=num_workers, seed=seed, rel_gap=rel_gap)
+
+    res = run_exact(inst, "cpsat", fn, opts, relax_fn=relax)
     res.info["solver"] = "ortools/cp-sat"
     return res

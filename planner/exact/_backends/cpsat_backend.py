@@ -117,6 +117,9 @@ CPSAT_LOAD_S_PER_NNZ = 5e-6
 # work mode: the least deterministic time a bisection round is given
 WORK_MIN_ROUND = 0.05
 WORK_TIME_PARAM_S = 1e7  # CP-SAT's own time limit under a work limit (see wall_cap)
+# the bisection skips its plain minimisation when the start is within this many rel_gaps of the
+# bound (see _bisect)
+CLOSE_FIRST_WITHIN = 10.0
 
 
 def cap_quanta(cap: float, q: float) -> int:
@@ -417,7 +420,13 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     stop = "time limit"  # why the loop ended, unless proven, closed or interrupted
     clocked = False  # a round stopped by the wall clock (work limit)
     # min: plain minimisation; close: T <= closing_mid(); raise: halfway to it
-    phase = "min" if (min_share > 0 or ub is None) else "close"
+    # a start already within CLOSE_FIRST_WITHIN rel_gaps of the bound: minimising can gain
+    # little, and a close round after a minimisation was undecided where one from the start
+    # proved the cap (200 requests, seed 1: 12 s undecided against 8.9 s infeasible)
+    near = ub is not None and q * ub <= f_bound(lb) * (1 + CLOSE_FIRST_WITHIN * rel_gap)
+    phase = "min" if ub is None or (min_share > 0 and not near) else "close"
+    if near:
+        info["close_first"] = True
     while not gap_ok() and not interrupted.is_set():
         wall_left = time_limit - (clock() - t0)
         # the rounds' budgets: deterministic time under a work limit, else seconds
