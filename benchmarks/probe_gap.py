@@ -87,6 +87,16 @@ def min_t_solver(buf, T: int, name: str, integral=lambda j, sp: False):  # noqa:
     return s, xs
 
 
+def owned_model(inst, items):  # noqa: ANN001, ANN201
+    """The model (symmetry rows in, T uncapped), its rows, variables, and each choice variable's
+    request."""
+    model = PlacementModel(inst, items, symmetry=True)
+    buf = RowBuffer()
+    v = model.build(buf, float("inf"))
+    owner = {x: i for i in range(items.n) for x in [*v.a[i].values(), *v.b[i].values(), *v.w[i].values()]}
+    return model, buf, v, owner
+
+
 def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: float) -> list[str]:
     from ortools.linear_solver import pywraplp
 
@@ -96,10 +106,7 @@ def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: f
         order = heavy_order(inst, items, lam)
     else:  # the request's cheapest cost at the LP's dual prices
         order = np.argsort(-PairCosts(inst).min_cost(*lam))
-    model = PlacementModel(inst, items, symmetry=True)
-    buf = RowBuffer()
-    v = model.build(buf, float("inf"))
-    owner = {x: i for i in range(items.n) for x in [*v.a[i].values(), *v.b[i].values(), *v.w[i].values()]}
+    model, buf, v, owner = owned_model(inst, items)
     out = []
     for k in ks:
         integral = set(order[:k].tolist())
@@ -168,10 +175,7 @@ def heavy(inst, items, lp: float, lam, ks: list[int], time_limit: float, cap: fl
     from planner.exact._backends.cpsat_backend import solve_cpsat
 
     order = heavy_order(inst, items, lam)
-    model = PlacementModel(inst, items, symmetry=True)
-    buf = RowBuffer()
-    v = model.build(buf, float("inf"))
-    owner = {x: i for i in range(items.n) for x in [*v.a[i].values(), *v.b[i].values(), *v.w[i].values()]}
+    model, buf, v, owner = owned_model(inst, items)
     t0 = time.perf_counter()
     out = []
     for kk in ks:
