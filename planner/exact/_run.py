@@ -441,8 +441,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
         left = max(0.0, time_limit - (time.perf_counter() - t_start))
         plan_rf, m_rf = relax_fix.relax_and_fix(
             inst, items, model, buf, v, obj, prices, relax_fn or solve_fn, solve_fn,
-            t_ub=t_ub, t_lb=t_lb, relax_limit=relax_fix.RELAX_SHARE * left,
-            fix_limit=relax_fix.FIX_SHARE * left, num_workers=nw,
+            t_ub=t_ub, t_lb=t_lb, time_limit=relax_fix.SHARE_OF_RUN * left, num_workers=nw,
             seed=int(opts.get("seed", 0)), rel_gap=rel_gap, info=info)
         if info.get("interrupted"):  # Ctrl-C: the user meant the run, not only this stage
             if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):

@@ -1,23 +1,24 @@
 """Relax-and-fix: a start for the exact methods under ``makespan``, between the local search and
-the solver.
+the solver, in rounds (:data:`ROUNDS`), each with a share of the requests called heavy:
 
-1. *Relax*: the model with only the heaviest half of the requests integral (the rest continuous)
-   is solved for the least T. The heavy requests are those with the largest single load on a
-   resource the LP relaxation prices (its dual is positive): they are what makes the packing
-   lumpy, and the continuous rest lets their joint choice see what the others will fill.
+1. *Relax*: the model with only the heavy requests integral (the rest continuous) is solved for
+   the least T, without a hint. The heavy requests are those with the
+   largest single load on a resource the LP relaxation prices (its dual is positive): they are
+   what makes the packing lumpy, and the continuous rest lets their joint choice see what the
+   others will fill.
 2. *Fix*: the heavy requests' prefill and decode clusters are fixed to that choice, and the whole
    model, the rest now integral, is solved by the method's own solver for the least T.
 
 The plan of step 2 is a plan of the full model (nothing is relaxed in it), re-scored by the
-evaluator; it becomes the start of the main solve only if it is better than the local search's.
-Neither step's bound is a bound of the problem (step 1 fixes nothing but is cut short; step 2 is a
-restriction), so none is reported.
+evaluator; the best of the rounds becomes the start of the main solve only if it is better
+than the local search's. Neither step's bound is a bound of the problem (step 1 is cut short,
+step 2 is a restriction), so none is reported.
 
 Measured on the 200-request benchmark (seed 1, LP 12.704073; ``benchmarks/probe_gap.py --heavy``):
 with the 100 heaviest fixed, CP-SAT finds a plan under LP x 1.00066 (what a 1e-4 proof needs)
 in about 3 s, where CP-SAT on the full model found none in 60 s with one seed in two. With
-more fixed (120) the restriction has no plan under that cap; with a stage per 40 requests
-(relax-and-fix in three rounds) the plan was worse (LP x 1.00083).
+more fixed (120) the restriction has no plan under that cap. The best share differs between
+workloads (seed 5: 80 fixed gave 13.7126, 100 fixed 13.7221), hence the later rounds.
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ from planner.plan import Plan
 log = logging.getLogger(__name__)
 
 MIN_REQUESTS = 40  # below, the solver alone is quick: no stage
-HEAVY_SHARE = 0.5  # the share of requests integral in step 1 and fixed in step 2
-RELAX_SHARE = 0.1  # step 1's share of the run's time limit
-FIX_SHARE = 0.25  # step 2's
+# one round per (share of the requests integral in step 1 and fixed in step 2, share of the
+# stage's time), in this order. One round: with three ((0.5, 0.6), (0.4, 0.2), (0.3, 0.2)) and
+# 55 % of the time, seed 5 of the 200-request benchmark ended at gap 2.5e-4 instead of 7.8e-4,
+# but seed 1 was proven in one run of three, the later rounds taking the proof's time
+ROUNDS = ((0.5, 1.0),)
+SHARE_OF_RUN = 0.35  # the stage's share of the time left to the run
+STEP1_SHARE = 0.3  # step 1's share of a round's time
+MIN_ROUND_S = 2.0  # a round with less time is not started
 
 
 def heavy_order(inst: Instance, items: Items, prices: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -57,51 +63,97 @@ def heavy_order(inst: Instance, items: Items, prices: tuple[np.ndarray, np.ndarr
 def relax_and_fix(inst: Instance, items: Items, model: PlacementModel, buf: RowBuffer, v: Vars,
                   obj: Objective, prices: tuple[np.ndarray, np.ndarray, np.ndarray],
                   relax_fn: Callable[..., SolveOutcome], fix_fn: Callable[..., SolveOutcome],
-                  *, t_ub: float, t_lb: float, relax_limit: float, fix_limit: float,
-                  num_workers: int, seed: int, rel_gap: float, info: dict[str, Any]
+                  *, t_ub: float, t_lb: float, time_limit: float, num_workers: int, seed: int,
+                  rel_gap: float, info: dict[str, Any],
+                  rounds: tuple[tuple[float, float], ...] = ROUNDS
                   ) -> tuple[Plan | None, Metrics | None]:
-    """Steps 1 and 2 on the built model ``buf`` (its bounds and integrality are restored
-    after). ``relax_fn``, ``fix_fn``: the solvers of steps 1 and 2 (a backend's ``solve_fn``
-    signature); step 1 needs one that takes continuous variables. Returns step 2's plan and
-    figures (None when a step found nothing)."""
+    """One round of steps 1 and 2 per (share of heavy requests, share of ``time_limit``) in
+    ``rounds``, on the built model ``buf`` (left as it is: each round solves a copy). Time a round
+    leaves goes to the next. ``relax_fn``, ``fix_fn``: the solvers of steps 1 and 2 (a backend's
+    ``solve_fn`` signature); step 1 needs one that takes continuous variables. It gets no hint:
+    from the start's values SCIP returned heavy choices near the start's, and step 2 then ended
+    at 12.7145 and 12.7156 where without the hint it reached 12.7117 (200 requests, seed 1, two
+    runs each). Each later round looks only for a
+    plan better than the best so far; the rounds stop once a plan is within ``rel_gap`` of
+    ``t_lb``, or on Ctrl-C (``info["interrupted"]``). Returns the best plan and its figures (None
+    when no round found one)."""
     t0 = time.perf_counter()
-    heavy = heavy_order(inst, items, prices)[: int(HEAVY_SHARE * items.n)]
-    light = np.ones(items.n, dtype=bool)
-    light[heavy] = False
-    choice = [j for i in range(items.n) for j in [*v.a[i].values(), *v.b[i].values()]]
-    owner = np.repeat(np.arange(items.n),
-                      [len(v.a[i]) + len(v.b[i]) for i in range(items.n)])
-    saved = {j: dataclasses.replace(buf.vars[j]) for j in choice}
-    try:
-        for j, i in zip(choice, owner.tolist(), strict=True):
-            if light[i]:
-                buf.vars[j].integer = False
-        out = relax_fn(buf, obj, v.T, None, t_ub=t_ub, t_lb=t_lb, time_limit=relax_limit,
-                       num_workers=num_workers, seed=seed, rel_gap=rel_gap)
-        info["relax_fix_relaxed"] = out.objective
-        for j in choice:
-            buf.vars[j].integer = saved[j].integer
-        if out.value is None:
-            info["relax_fix"] = f"step 1 found nothing ({out.termination})"
-            return None, None
-        for j, i in zip(choice, owner.tolist(), strict=True):
-            if not light[i]:
-                buf.vars[j].lb = buf.vars[j].ub = float(round(out.value(j)))
-        t1 = time.perf_counter()
-        out = fix_fn(buf, obj, v.T, None, t_ub=t_ub, t_lb=t_lb,
-                     time_limit=max(0.2, fix_limit + relax_limit - (t1 - t0)),
-                     num_workers=num_workers, seed=seed, rel_gap=rel_gap)
-    finally:
-        for j, spec in saved.items():
-            buf.vars[j] = spec
+    order = heavy_order(inst, items, prices)
+    choice = np.array([j for i in range(items.n) for j in [*v.a[i].values(), *v.b[i].values()]],
+                      dtype=np.int64)
+    owner = np.repeat(np.arange(items.n), [len(v.a[i]) + len(v.b[i]) for i in range(items.n)])
+    # the symmetry rows (identical clusters ordered by load) stay: with the heavy requests fixed
+    # they can bar the plans of the other orientation (found by review: 10.4 against the optimum
+    # 9.9, or no plan under a horizon; the main solve, unrestricted, then finds the optimum), but
+    # without them step 2 searched worse: on the 200-request benchmark's five workloads, one run
+    # each, 1 proven against 2 with them (seed 3: gap 1.7e-4 against optimal in 18 s)
+    best: tuple[Plan, Metrics] | None = None
+    done: list[dict[str, Any]] = []
+    info["relax_fix_rounds"] = done
+    ends = np.cumsum([w for _, w in rounds]) * time_limit
+    for (share, _), end in zip(rounds, ends, strict=True):
+        budget = end - (time.perf_counter() - t0)
+        if budget < MIN_ROUND_S:
+            continue
+        cap = t_ub if best is None else min(t_ub, best[1].makespan_s)
+        heavy = np.zeros(items.n, dtype=bool)
+        heavy[order[: int(share * items.n)]] = True
+        work = RowBuffer()
+        work.vars, work.rows = list(buf.vars), buf.rows
+        work.vars[v.T] = dataclasses.replace(buf.vars[v.T], ub=min(buf.vars[v.T].ub, cap))
+        plan, m, note = _round(model, work, v, obj, relax_fn, fix_fn, choice, heavy[owner],
+                               t_ub=cap, t_lb=t_lb, budget=budget, num_workers=num_workers,
+                               seed=seed, rel_gap=rel_gap)
+        done.append({"share": share, "fixed": int(heavy.sum()), "note": note,
+                     "objective": None if m is None else m.objective,
+                     "s": round(time.perf_counter() - t0, 2)})
+        if m is not None and (best is None or m.objective < best[1].objective):
+            best = plan, m
+        if note == "interrupted":
+            info["interrupted"] = True
+            break
+        if best is not None and t_lb > 0 and best[1].objective <= t_lb * (1 + rel_gap):
+            break
     info["relax_fix_s"] = time.perf_counter() - t0
-    if out.info.get("interrupted"):  # Ctrl-C in step 2: the run stops (planner.exact._run)
-        info["interrupted"] = True
+    info["relax_fix_objective"] = None if best is None else best[1].objective
+    kept = [r for r in done if best is not None and r["objective"] == best[1].objective]
+    info["relax_fix"] = (f"{len(done)} round(s); the best fixed {kept[0]['fixed']} requests"
+                         if kept else f"{len(done)} round(s), no plan")
+    return best if best is not None else (None, None)
+
+
+def _round(model: PlacementModel, work: RowBuffer, v: Vars, obj: Objective,
+           relax_fn: Callable[..., SolveOutcome], fix_fn: Callable[..., SolveOutcome],
+           choice: np.ndarray, fixed: np.ndarray, *, t_ub: float, t_lb: float, budget: float,
+           num_workers: int, seed: int, rel_gap: float
+           ) -> tuple[Plan | None, Metrics | None, str]:
+    """Steps 1 and 2 on ``work`` (a copy of the model's variable list, whose entries it
+    replaces) with the choice variables ``choice[fixed]`` integral, then fixed: the plan, its
+    figures (None if a step found nothing or the plan fails the evaluator) and a note."""
+    t0 = time.perf_counter()
+    specs = list(work.vars)
+    for j in choice[~fixed]:
+        work.vars[j] = dataclasses.replace(specs[j], integer=False)
+    out = relax_fn(work, obj, v.T, None, t_ub=t_ub, t_lb=t_lb, time_limit=STEP1_SHARE * budget,
+                   num_workers=num_workers, seed=seed, rel_gap=rel_gap)
+    if out.info.get("interrupted"):
+        return None, None, "interrupted"
     if out.value is None:
-        info["relax_fix"] = f"step 2 found nothing ({out.termination})"
-        return None, None
+        return None, None, f"step 1 found nothing ({out.termination})"
+    for j in choice[~fixed]:
+        work.vars[j] = specs[j]
+    for j in choice[fixed]:
+        val = float(round(out.value(int(j))))
+        work.vars[j] = dataclasses.replace(specs[j], lb=val, ub=val)
+    out = fix_fn(work, obj, v.T, None, t_ub=t_ub, t_lb=t_lb,
+                 time_limit=max(0.2, budget - (time.perf_counter() - t0)),
+                 num_workers=num_workers, seed=seed, rel_gap=rel_gap)
+    if out.info.get("interrupted"):
+        return None, None, "interrupted"
+    if out.value is None:
+        return None, None, f"step 2 found nothing ({out.termination})"
     plan = model.plan_of_values(out.value)
-    m = evaluate_arrays(inst, plan)
-    info["relax_fix"] = f"{len(heavy)} requests fixed; {out.termination}"
-    info["relax_fix_objective"] = m.objective if m.feasible else None
-    return (plan, m) if m.feasible else (None, None)
+    m = evaluate_arrays(model.inst, plan)
+    if not m.feasible:
+        return None, None, "step 2's plan fails the evaluator"
+    return plan, m, out.termination

@@ -39,9 +39,9 @@ def run(inst, method: str, **opts):
     return res
 
 
-def brute_force(inst) -> tuple[float, Plan]:
-    """The optimum over every assignment (and refusal for ``served``), lexicographic for served
-    (most served within the horizon, then least makespan)."""
+def all_plans(inst):
+    """Every plan: each request on each valid (prefill, decode) pair, or refused for ``served``
+    with a horizon."""
     c = inst.n_clusters
     options = []
     for r in range(inst.n_requests):
@@ -56,9 +56,15 @@ def brute_force(inst) -> tuple[float, Plan]:
         if inst.objective == "served" and inst.horizon_s is not None:
             opts.append((-1, -1))
         options.append(opts)
-    best, best_key, best_plan = None, None, None
     for combo in itertools.product(*options):
-        plan = Plan(np.array([x[0] for x in combo]), np.array([x[1] for x in combo]))
+        yield Plan(np.array([x[0] for x in combo]), np.array([x[1] for x in combo]))
+
+
+def brute_force(inst) -> tuple[float, Plan]:
+    """The optimum over every assignment (and refusal for ``served``), lexicographic for served
+    (most served within the horizon, then least makespan)."""
+    best, best_key, best_plan = None, None, None
+    for plan in all_plans(inst):
         m = evaluate_arrays(inst, plan, check=False)
         if inst.objective in ("served", "cost") and not m.within_horizon:
             continue

@@ -17,15 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome
+from planner.exact._backends.rows import Clock, RowBuffer, SolveOutcome, on_sigint
 from planner.exact._model import Objective
 from planner.exact.work import WORK_BATCH, clock_cut
 
@@ -34,43 +32,12 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def stop_on_sigint(solver: Any) -> Iterator[threading.Event]:
-    """Ctrl-C during the block stops ``solver``'s search (its best plan is kept, like at a time
-    limit) and sets the yielded event, instead of being swallowed by CP-SAT's own handler (it
-    stopped one bisection round, and the next round ran on). A watcher thread reads the signal
-    from Python's wakeup fd (the solver holds the main thread in C++, where no Python handler
-    runs); the main thread's handler only records it. Outside the main thread: a no-op."""
-    hit = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield hit
-        return
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-
-    def watch() -> None:
-        while True:
-            data = os.read(r, 64)
-            if not data or 0 in data:  # 0: the block ended
-                return
-            if signal.SIGINT in data:
-                hit.set()
-                solver.stop_search()
-
+    """Ctrl-C during the block stops CP-SAT ``solver``'s search (its best plan is kept, like at a
+    time limit) and sets the yielded event, instead of being swallowed by CP-SAT's own handler
+    (it stopped one bisection round, and the next round ran on). See :func:`on_sigint`."""
     solver.parameters.catch_sigint_signal = False
-    old = signal.signal(signal.SIGINT, lambda *_: hit.set())
-    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    watcher = threading.Thread(target=watch, name="cpsat-sigint", daemon=True)
-    watcher.start()
-    try:
+    with on_sigint(solver.stop_search, "cpsat") as hit:
         yield hit
-    finally:
-        signal.set_wakeup_fd(old_fd)
-        signal.signal(signal.SIGINT, old)
-        os.write(w, b"\0")
-        watcher.join()
-        os.close(r)
-        os.close(w)
-    if hit.is_set():
-        log.warning("cpsat: interrupted (Ctrl-C): the best plan found so far is returned")
 
 
 @contextlib.contextmanager
@@ -382,7 +349,8 @@ def _bisect(m, solver, xs, T, t_hi, q, slack, exact, t_lb, hint_int, hint_t, rel
     infeasible -> every plan has T > mid (integer quanta; the float bound subtracts the worst
     rounding ``slack`` when the scaling is inexact); a solution -> new incumbent (the restricted
     problem then holds the optimum, so its bound is global); unknown -> the bound is
-    ``min(restricted bound, mid + 1)``. Stops at ``rel_gap`` (in floats) or the time limit."""
+    ``min(restricted bound, mid + 1)``. Stops at ``rel_gap`` (in floats) or the time limit.
+    A start within :data:`CLOSE_FIRST_WITHIN` rel_gaps of ``t_lb`` skips the minimisation."""
     from ortools.sat.python import cp_model
 
     dom = m.Proto().variables[xs[T].Index()].domain

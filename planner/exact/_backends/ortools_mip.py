@@ -17,6 +17,7 @@ from planner.exact._backends.rows import (
     RowBuffer,
     SolveOutcome,
     float_objective,
+    on_sigint,
     served_t_bound,
     to_problem_units,
 )
@@ -63,7 +64,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     if solver.upper() == "SCIP":
         info["scip_threads"] = threads
         ok = s.SetSolverSpecificParametersAsString(
-            f"randomization/randomseedshift = {seed}\n"
+            f"randomization/randomseedshift = {seed}\nmisc/catchctrlc = FALSE\n"
             + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
         if not ok:  # a renamed parameter in a new SCIP would silently undo the safe setting
             log.warning("SCIP refused its settings (random seed shift %s, %s): its bound is not "
@@ -72,7 +73,13 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, rel_gap)
     translate_s = clock()
-    code = s.Solve(params)
+    if solver.upper() == "SCIP":  # Ctrl-C stops the search and the run (SCIP's handler is off)
+        with on_sigint(s.InterruptSolve, "SCIP") as hit:
+            code = s.Solve(params)
+        if hit.is_set():
+            info["interrupted"] = True
+    else:
+        code = s.Solve(params)
     solve_s = clock() - translate_s
     names = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "feasible",
              pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.UNBOUNDED: "unbounded",
@@ -80,7 +87,7 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     word = names.get(code, str(code))
     has_sol = code in (pywraplp.Solver.OPTIMAL, pywraplp.Solver.FEASIBLE)
     st = {"optimal": "optimal", "feasible": "feasible", "infeasible": "infeasible"}.get(
-        word, "no_solution" if word == "not solved" else "error")
+        word, "no_solution" if word == "not solved" or info.get("interrupted") else "error")
     vals = [x.solution_value() for x in xs] if has_sol else None
     value = vals.__getitem__ if vals is not None else None
     f = o.Value() if has_sol else None
@@ -95,7 +102,9 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
         bound = None
         word += ", its settings refused: no bound used"
     timed = solve_s >= 0.97 * budget
-    term = f"{solver.upper()}: {word}" + (" (time limit reached)" if timed and st != "optimal" else "")
+    term = f"{solver.upper()}: {word}" + (
+        " (interrupted (Ctrl-C))" if info.get("interrupted") else
+        " (time limit reached)" if timed and st != "optimal" else "")
     t_end = clock()
     hist = [(t_end, to_problem_units(obj, f, False), to_problem_units(obj, bound, True))]
     return SolveOutcome(st, value, to_problem_units(obj, f, False), to_problem_units(obj, bound, True),

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
+import os
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from planner.exact._model import Objective, Terms
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -271,3 +278,43 @@ def parse_cbc_log(text: str) -> dict[str, Any]:
         elif line.startswith("Lower bound:"):
             out["bound"] = _low(line.split(":")[1].strip())
     return out
+
+
+@contextlib.contextmanager
+def on_sigint(stop: Callable[[], Any], name: str) -> Iterator[threading.Event]:
+    """Ctrl-C during the block calls ``stop()`` (a solver's own stop: its best plan is kept, like
+    at a time limit) and sets the yielded event. A watcher thread reads the signal from Python's
+    wakeup fd (the solver holds the main thread in C++, where no Python handler runs); the main
+    thread's handler only records it. The solver must leave SIGINT to Python (CP-SAT's
+    ``catch_sigint_signal``, SCIP's ``misc/catchctrlc``). Outside the main thread: a no-op."""
+    hit = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield hit
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+
+    def watch() -> None:
+        while True:
+            data = os.read(r, 64)
+            if not data or 0 in data:  # 0: the block ended
+                return
+            if signal.SIGINT in data:
+                hit.set()
+                stop()
+
+    old = signal.signal(signal.SIGINT, lambda *_: hit.set())
+    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name=f"{name}-sigint", daemon=True)
+    watcher.start()
+    try:
+        yield hit
+    finally:
+        signal.set_wakeup_fd(old_fd)
+        signal.signal(signal.SIGINT, old)
+        os.write(w, b"\0")
+        watcher.join()
+        os.close(r)
+        os.close(w)
+    if hit.is_set():
+        log.warning("%s: interrupted (Ctrl-C): the best plan found so far is returned", name)
