@@ -447,6 +447,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
             if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):
                 warm, warm_m = plan_rf, m_rf
                 info["relax_fix_kept"] = True
+                history.append((time.perf_counter() - t_start, m_rf.objective, db["bound"]))
             info.update(solver_status="skipped", solver_bound=None, plan_from=start_from(info))
             out = SolveOutcome("no_solution", None, None, None,
                                termination="interrupted (Ctrl-C) in relax-and-fix: no solver run")

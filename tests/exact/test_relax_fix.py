@@ -252,4 +252,5 @@ def test_ctrl_c_in_relax_and_fix_returns_its_plan_without_a_solver(always, monke
     assert res.info["interrupted"] and res.info["solver_status"] == "skipped"
     assert "interrupted (Ctrl-C) in relax-and-fix" in res.termination
     assert res.objective == pytest.approx(opt) and res.info["plan_from"] == "relax_fix"
+    assert [f for _, f, _ in res.history[:2]] == [res.info["warm_start_objective"], opt]
     assert res.status == "feasible"  # only the domain bound (2.9375) stands beside it
