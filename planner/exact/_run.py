@@ -443,20 +443,18 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
             inst, items, model, buf, v, obj, prices, relax_fn or solve_fn, solve_fn,
             t_ub=t_ub, t_lb=t_lb, time_limit=relax_fix.SHARE_OF_RUN * left, num_workers=nw,
             seed=int(opts.get("seed", 0)), rel_gap=rel_gap, info=info)
+        kept = m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective)
+        if kept:
+            warm, warm_m = plan_rf, m_rf
+            info["relax_fix_kept"] = True
+            history.append((time.perf_counter() - t_start, m_rf.objective, db["bound"]))
         if info.get("interrupted"):  # Ctrl-C: the user meant the run, not only this stage
-            if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):
-                warm, warm_m = plan_rf, m_rf
-                info["relax_fix_kept"] = True
-                history.append((time.perf_counter() - t_start, m_rf.objective, db["bound"]))
             info.update(solver_status="skipped", solver_bound=None, plan_from=start_from(info))
             out = SolveOutcome("no_solution", None, None, None,
                                termination="interrupted (Ctrl-C) in relax-and-fix: no solver run")
             return account(inst, method, out, warm, None if warm_m is None else warm_m.objective,
                            db, history, info)
-        if m_rf is not None and (warm_m is None or m_rf.objective < warm_m.objective):
-            warm, warm_m = plan_rf, m_rf
-            info["relax_fix_kept"] = True
-            history.append((time.perf_counter() - t_start, m_rf.objective, db["bound"]))
+        if kept:
             t_ub = min(t_ub, warm_t_cap(warm_m))
             buf.vars[v.T].ub = min(buf.vars[v.T].ub, t_ub)
             done = proven_start(inst, method, warm, warm_m, db, rel_gap, history, info)

@@ -1,30 +1,30 @@
 """Relax-and-fix: a start for the exact methods under ``makespan``, between the local search and
-the solver, in rounds (:data:`ROUNDS`), each with a share of the requests called heavy:
+the solver (:data:`ROUNDS`: one round by default, half the requests heavy):
 
-1. *Relax*: the model with only the heavy requests integral (the rest continuous) is solved for
-   the least T, without a hint. The heavy requests are those with the
-   largest single load on a resource the LP relaxation prices (its dual is positive): they are
-   what makes the packing lumpy, and the continuous rest lets their joint choice see what the
-   others will fill.
+1. *Relax*: the model with only the heavy requests' cluster choices integral (the others'
+   continuous; the prefix-block variables stay integral) is solved for the least T. The heavy
+   requests are those with the largest single load on a resource the LP relaxation prices (its
+   dual is positive; without the LP's prices there is no stage): they are what makes the
+   packing lumpy, and the continuous rest lets their joint choice see what the others will fill.
 2. *Fix*: the heavy requests' prefill and decode clusters are fixed to that choice, and the whole
    model, the rest now integral, is solved by the method's own solver for the least T.
 
 The plan of step 2 is a plan of the full model (nothing is relaxed in it), re-scored by the
-evaluator; the best of the rounds becomes the start of the main solve only if it is better
-than the local search's. Neither step's bound is a bound of the problem (step 1 is cut short,
-step 2 is a restriction), so none is reported.
+evaluator; it becomes the start of the main solve only if it is better than the local search's.
+Neither step's bound is a bound of the problem (step 1 is cut short, step 2 is a restriction:
+its "optimal" in ``info["relax_fix_rounds"]`` is the restriction's), so none is reported.
 
 Measured on the 200-request benchmark (seed 1, LP 12.704073; ``benchmarks/probe_gap.py --heavy``):
 with the 100 heaviest fixed, CP-SAT finds a plan under LP x 1.00066 (what a 1e-4 proof needs)
 in about 3 s, where CP-SAT on the full model found none in 60 s with one seed in two. With
 more fixed (120) the restriction has no plan under that cap. The best share differs between
-workloads (seed 5: 80 fixed gave 13.7126, 100 fixed 13.7221), hence the later rounds.
+workloads (seed 5: 80 fixed gave 13.7126, 100 fixed 13.7221); more rounds were measured and
+not kept (see ROUNDS).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +37,6 @@ from planner.instance import Instance
 from planner.metrics import Metrics, evaluate_arrays
 from planner.plan import Plan
 
-log = logging.getLogger(__name__)
-
 MIN_REQUESTS = 40  # below, the solver alone is quick: no stage
 # one round per (share of the requests integral in step 1 and fixed in step 2, share of the
 # stage's time), in this order. One round: with three ((0.5, 0.6), (0.4, 0.2), (0.3, 0.2)) and
@@ -47,7 +45,10 @@ MIN_REQUESTS = 40  # below, the solver alone is quick: no stage
 ROUNDS = ((0.5, 1.0),)
 SHARE_OF_RUN = 0.35  # the stage's share of the time left to the run
 STEP1_SHARE = 0.3  # step 1's share of a round's time
-MIN_ROUND_S = 2.0  # a round with less time is not started
+# a round with less time is not started: at the default time_limit=10 (2 s rounds) a review's
+# runs on 40 to 1,000 requests never got a better start from it (step 1 unsolved in its 0.7 s,
+# or step 2 without a plan)
+MIN_ROUND_S = 5.0
 
 
 def heavy_order(inst: Instance, items: Items, prices: tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -148,12 +149,12 @@ def _round(model: PlacementModel, work: RowBuffer, v: Vars, obj: Objective,
     out = fix_fn(work, obj, v.T, None, t_ub=t_ub, t_lb=t_lb,
                  time_limit=max(0.2, budget - (time.perf_counter() - t0)),
                  num_workers=num_workers, seed=seed, rel_gap=rel_gap)
-    if out.info.get("interrupted"):
-        return None, None, "interrupted"
+    # Ctrl-C in step 2: its plan so far is kept, and the run stops (planner.exact._run)
+    stopped = bool(out.info.get("interrupted"))
     if out.value is None:
-        return None, None, f"step 2 found nothing ({out.termination})"
+        return None, None, "interrupted" if stopped else f"step 2 found nothing ({out.termination})"
     plan = model.plan_of_values(out.value)
     m = evaluate_arrays(model.inst, plan)
     if not m.feasible:
-        return None, None, "step 2's plan fails the evaluator"
-    return plan, m, out.termination
+        return None, None, "interrupted" if stopped else "step 2's plan fails the evaluator"
+    return plan, m, "interrupted" if stopped else f"step 2: {out.termination}"

@@ -19,8 +19,9 @@ from helpers import instance
 
 from planner.api import solve
 from planner.exact import relax_fix
+from planner.exact._backends import ortools_mip
 from planner.exact._backends.ortools_mip import solve_linear_solver
-from planner.exact._backends.rows import RowBuffer
+from planner.exact._backends.rows import SIGINT_REPEAT_S, RowBuffer, on_sigint
 from planner.exact._model import PlacementModel, request_items
 
 
@@ -118,11 +119,33 @@ def test_ctrl_c_stops_scip(late_sigint_ignored):
 
 def test_ctrl_c_in_relax_and_fix_stops_the_run(late_sigint_ignored, monkeypatch):
     monkeypatch.setattr(relax_fix, "MIN_REQUESTS", 1)
-    t = _sigint_after(1.0)  # the stage starts at once (no local search) and runs about 30 s
+    real = ortools_mip.solve_linear_solver
+    timers = []
+
+    def step_1(*a, **kw):  # the signal lands while step 1 (SCIP) loads or searches
+        timers.append(_sigint_after(0.3))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ortools_mip, "solve_linear_solver", step_1)
     t0 = time.monotonic()
     res = solve(_hard(), "cpsat", time_limit=60, improve=False, rel_gap=1e-9)
-    t.join()
-    assert time.monotonic() - t0 < 15
+    for t in timers:
+        t.join()
+    assert len(timers) == 1 and time.monotonic() - t0 < 15
     assert res.info.get("interrupted") and res.info["solver_status"] == "skipped"
     assert "interrupted (Ctrl-C) in relax-and-fix" in res.termination
     assert res.plan is not None and res.status == "feasible"  # greedy's plan at least
+
+
+def test_a_stop_before_the_search_starts_is_repeated(late_sigint_ignored):
+    # a solver told to stop before its search starts searches on (found by review): the stop is
+    # repeated until the block ends
+    calls = []
+    with on_sigint(lambda: calls.append(time.monotonic()), "test") as hit:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1 + 4 * SIGINT_REPEAT_S)
+    assert hit.is_set() and len(calls) >= 3
+    n = len(calls)
+    time.sleep(3 * SIGINT_REPEAT_S)
+    assert len(calls) == n  # not after the block
+    assert signal.getsignal(signal.SIGINT) is not None and signal.set_wakeup_fd(-1) == -1

@@ -30,8 +30,10 @@ REQS = [{"prompt_tokens": 900, "output_tokens": 40}, {"prompt_tokens": 400, "out
 
 @pytest.fixture
 def always(monkeypatch):
-    """Relax-and-fix on instances of any size (by default from relax_fix.MIN_REQUESTS)."""
+    """Relax-and-fix on instances of any size and with any time (by default from
+    relax_fix.MIN_REQUESTS requests and MIN_ROUND_S seconds)."""
     monkeypatch.setattr(relax_fix, "MIN_REQUESTS", 1)
+    monkeypatch.setattr(relax_fix, "MIN_ROUND_S", 0.5)
 
 
 def _two_dc():
@@ -62,7 +64,7 @@ def _stage(inst, relax_fn, fix_fn=_cpsat, rounds=((0.5, 1.0),), built=None):
     before = copy.deepcopy(buf.vars)
     info: dict = {}
     plan, m = relax_fix.relax_and_fix(inst, items, model, buf, v, model.objective(), prices,
-                                      relax_fn, fix_fn, t_ub=100.0, t_lb=lb, time_limit=10.0,
+                                      relax_fn, fix_fn, t_ub=100.0, t_lb=lb, time_limit=30.0,
                                       num_workers=1, seed=0, rel_gap=1e-6, info=info,
                                       rounds=rounds)
     assert buf.vars == before  # bounds and integrality restored, whatever happened
@@ -184,10 +186,19 @@ def test_known_optimum_by_construction_through_relax_and_fix(method, always):
     assert res.status == "optimal" and res.objective == pytest.approx(3.0, rel=1e-9)
 
 
-def test_relax_and_fix_is_off_below_its_size(method):
+def test_relax_and_fix_is_off_below_its_size(method, monkeypatch):
+    monkeypatch.setattr(relax_fix, "MIN_ROUND_S", 0.5)
     assert relax_fix.MIN_REQUESTS > len(REQS)
     res = run(_two_dc(), method, warm_start="none", improve=False, relax_fix=True)
     assert "relax_fix" not in res.info
+
+
+def test_relax_and_fix_starts_no_round_with_too_little_time(monkeypatch):
+    monkeypatch.setattr(relax_fix, "MIN_REQUESTS", 1)
+    res = run(_two_dc(), "cpsat", warm_start="none", improve=False, time_limit=10)
+    assert res.info["relax_fix_rounds"] == [] and res.info["relax_fix_objective"] is None
+    res = run(_two_dc(), "cpsat", warm_start="none", improve=False, time_limit=20)
+    assert [r["fixed"] for r in res.info["relax_fix_rounds"]] == [3]
 
 
 def test_relax_and_fix_is_on_by_default_for_cpsat_only(always):
@@ -254,3 +265,13 @@ def test_ctrl_c_in_relax_and_fix_returns_its_plan_without_a_solver(always, monke
     assert res.objective == pytest.approx(opt) and res.info["plan_from"] == "relax_fix"
     assert [f for _, f, _ in res.history[:2]] == [res.info["warm_start_objective"], opt]
     assert res.status == "feasible"  # only the domain bound (2.9375) stands beside it
+
+
+def test_ctrl_c_in_step_2_keeps_its_plan_so_far():
+    def stopped(buf, obj, T, hint, **kw):
+        out = _cpsat(buf, obj, T, hint, **kw)
+        return dataclasses.replace(out, info={**out.info, "interrupted": True})
+
+    plan, m, info, _ = _stage(_two_dc(), _scip, stopped, rounds=((0.5, 0.5), (0.3, 0.5)))
+    assert info["interrupted"] and m is not None
+    assert [r["note"] for r in info["relax_fix_rounds"]] == ["interrupted"]  # no second round

@@ -35,7 +35,8 @@ def stop_on_sigint(solver: Any) -> Iterator[threading.Event]:
     """Ctrl-C during the block stops CP-SAT ``solver``'s search (its best plan is kept, like at a
     time limit) and sets the yielded event, instead of being swallowed by CP-SAT's own handler
     (it stopped one bisection round, and the next round ran on). See :func:`on_sigint`."""
-    solver.parameters.catch_sigint_signal = False
+    if threading.current_thread() is threading.main_thread():  # elsewhere CP-SAT keeps its own
+        solver.parameters.catch_sigint_signal = False
     with on_sigint(solver.stop_search, "cpsat") as hit:
         yield hit
 

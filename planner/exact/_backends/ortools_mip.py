@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,10 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     if solver.upper() == "SCIP":
         info["scip_threads"] = threads
         ok = s.SetSolverSpecificParametersAsString(
-            f"randomization/randomseedshift = {seed}\nmisc/catchctrlc = FALSE\n"
+            f"randomization/randomseedshift = {seed}\n"
+            # Ctrl-C to Python's handler (on_sigint), on the main thread; elsewhere SCIP's own
+            + ("misc/catchctrlc = FALSE\n" if threading.current_thread() is threading.main_thread()
+               else "")
             + "".join(f"{k} = {v}\n" for k, v in SCIP_SAFE))
         if not ok:  # a renamed parameter in a new SCIP would silently undo the safe setting
             log.warning("SCIP refused its settings (random seed shift %s, %s): its bound is not "

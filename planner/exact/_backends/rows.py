@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+import select
 import signal
 import threading
 import time
@@ -20,6 +21,8 @@ import numpy as np
 from planner.exact._model import Objective, Terms
 
 log = logging.getLogger(__name__)
+
+SIGINT_REPEAT_S = 0.1  # on_sigint: after a Ctrl-C the solver's stop is repeated this often
 
 
 @dataclass
@@ -285,8 +288,11 @@ def on_sigint(stop: Callable[[], Any], name: str) -> Iterator[threading.Event]:
     """Ctrl-C during the block calls ``stop()`` (a solver's own stop: its best plan is kept, like
     at a time limit) and sets the yielded event. A watcher thread reads the signal from Python's
     wakeup fd (the solver holds the main thread in C++, where no Python handler runs); the main
-    thread's handler only records it. The solver must leave SIGINT to Python (CP-SAT's
-    ``catch_sigint_signal``, SCIP's ``misc/catchctrlc``). Outside the main thread: a no-op."""
+    thread's handler only records it. After a Ctrl-C ``stop()`` is called again every
+    :data:`SIGINT_REPEAT_S` until the block ends: a stop that came before the solver's search
+    started was lost (found by review: SCIP and CP-SAT then ran to their limit). The solver must
+    leave SIGINT to Python (CP-SAT's ``catch_sigint_signal``, SCIP's ``misc/catchctrlc``).
+    Outside the main thread: a no-op."""
     hit = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield hit
@@ -296,6 +302,10 @@ def on_sigint(stop: Callable[[], Any], name: str) -> Iterator[threading.Event]:
 
     def watch() -> None:
         while True:
+            ready, _, _ = select.select([r], [], [], SIGINT_REPEAT_S if hit.is_set() else None)
+            if not ready:  # interrupted earlier: stop again
+                stop()
+                continue
             data = os.read(r, 64)
             if not data or 0 in data:  # 0: the block ended
                 return
@@ -303,17 +313,20 @@ def on_sigint(stop: Callable[[], Any], name: str) -> Iterator[threading.Event]:
                 hit.set()
                 stop()
 
-    old = signal.signal(signal.SIGINT, lambda *_: hit.set())
-    old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    old = signal.getsignal(signal.SIGINT)
+    old_fd = -1
     watcher = threading.Thread(target=watch, name=f"{name}-sigint", daemon=True)
-    watcher.start()
     try:
+        signal.signal(signal.SIGINT, lambda *_: hit.set())
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        watcher.start()
         yield hit
     finally:
         signal.set_wakeup_fd(old_fd)
         signal.signal(signal.SIGINT, old)
         os.write(w, b"\0")
-        watcher.join()
+        if watcher.is_alive():
+            watcher.join()
         os.close(r)
         os.close(w)
     if hit.is_set():
