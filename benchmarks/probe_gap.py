@@ -97,6 +97,24 @@ def owned_model(inst, items):  # noqa: ANN001, ANN201
     return model, buf, v, owner
 
 
+def outcome_line(what: str, res, inst, model, lp: float, t0: float) -> str:  # noqa: ANN001
+    """A solve's status and its plan's makespan as the evaluator scores it."""
+    text = f"{what}: {res.status}"
+    if res.value is not None:
+        t = evaluate_arrays(inst, model.plan_of_values(res.value)).makespan_s
+        text += f", plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
+    return text + f"; {time.perf_counter() - t0:.1f} s in all"
+
+
+def partial_solver(buf, v, owner, heavy, time_limit: float):  # noqa: ANN001, ANN201
+    """SCIP minimising T with only the ``heavy`` requests' variables integral."""
+    integral = set(heavy.tolist())
+    s, xs = min_t_solver(buf, v.T, "SCIP",
+                         lambda j, sp: sp.integer and owner.get(j, -1) in integral)
+    s.SetTimeLimit(int(time_limit * 1000))
+    return s, xs
+
+
 def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: float) -> list[str]:
     from ortools.linear_solver import pywraplp
 
@@ -109,10 +127,7 @@ def partial(inst, items, lp: float, lam, ks: list[int], rank: str, time_limit: f
     model, buf, v, owner = owned_model(inst, items)
     out = []
     for k in ks:
-        integral = set(order[:k].tolist())
-        s, _ = min_t_solver(buf, v.T, "SCIP",
-                            lambda j, sp, integral=integral: sp.integer and owner.get(j, -1) in integral)
-        s.SetTimeLimit(int(time_limit * 1000))
+        s, _ = partial_solver(buf, v, owner, order[:k], time_limit)
         p = pywraplp.MPSolverParameters()
         p.SetDoubleParam(p.RELATIVE_MIP_GAP, 1e-6)
         t0 = time.perf_counter()
@@ -159,11 +174,7 @@ def dive(inst, items, lp: float, lam, free: int, step: int, time_limit: float) -
     buf.vars[v.T].ub = cap
     res = solve_cpsat(buf, model.objective(), v.T, None, t_ub=cap, time_limit=time_limit, num_workers=2,
                       seed=0, rel_gap=1e-9, resolution=10**9, bisect=False)
-    text = f"tail ({free} free, CP-SAT): {res.status}"
-    if res.value is not None:
-        t = evaluate_arrays(inst, model.plan_of_values(res.value)).makespan_s
-        text += f", plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
-    out.append(text + f"; {time.perf_counter() - t0:.1f} s in all")
+    out.append(outcome_line(f"tail ({free} free, CP-SAT)", res, inst, model, lp, t0))
     return out
 
 
@@ -180,9 +191,7 @@ def heavy(inst, items, lp: float, lam, ks: list[int], time_limit: float, cap: fl
     out = []
     for kk in ks:
         integral = set(order[:kk].tolist())
-        s, xs = min_t_solver(buf, v.T, "SCIP",
-                             lambda j, sp, integral=integral: sp.integer and owner.get(j, -1) in integral)
-        s.SetTimeLimit(int(stage_limit * 1000))
+        s, xs = partial_solver(buf, v, owner, order[:kk], stage_limit)
         s.Solve()
         t_part = s.Objective().Value()
         out.append(f"heavy K={kk}: partial MIP T {t_part:.6f} = LP x {t_part / lp:.6f} "
@@ -197,11 +206,8 @@ def heavy(inst, items, lp: float, lam, ks: list[int], time_limit: float, cap: fl
     res = solve_cpsat(buf, model.objective(), v.T, None, t_ub=t_ub, time_limit=time_limit,
                       num_workers=2, seed=0, rel_gap=1e-9 if cap else 1e-4, resolution=10**9,
                       bisect=not cap, params=params)
-    text = f"rest ({items.n - k} free, CP-SAT{' cap ' + str(cap) if cap else ''}): {res.status}"
-    if res.value is not None:
-        t = evaluate_arrays(inst, model.plan_of_values(res.value)).makespan_s
-        text += f", plan makespan {t:.6f} = LP x {t / lp:.6f} (evaluator)"
-    out.append(text + f"; {time.perf_counter() - t0:.1f} s in all")
+    out.append(outcome_line(f"rest ({items.n - k} free, CP-SAT{' cap ' + str(cap) if cap else ''})",
+                            res, inst, model, lp, t0))
     return out
 
 
