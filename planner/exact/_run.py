@@ -497,7 +497,7 @@ def _run_exact(inst: Instance, method: str, solve_fn: Callable[..., SolveOutcome
 
 
 def start_from(info: dict[str, Any]) -> str:
-    """Which stage made the start ``warm_m``."""
+    """Which stage made the run's start (the plan the solver was given)."""
     if info.get("relax_fix_kept"):
         return "relax_fix"
     return "improved_start" if "improved_objective" in info else "warm_start"

@@ -313,17 +313,20 @@ def on_sigint(stop: Callable[[], Any], name: str) -> Iterator[threading.Event]:
                 hit.set()
                 stop()
 
-    old = signal.getsignal(signal.SIGINT)
-    old_fd = -1
+    old = signal.getsignal(signal.SIGINT)  # None: a handler not set from Python, left alone
+    old_fd = None
     watcher = threading.Thread(target=watch, name=f"{name}-sigint", daemon=True)
     try:
-        signal.signal(signal.SIGINT, lambda *_: hit.set())
+        if old is not None:
+            signal.signal(signal.SIGINT, lambda *_: hit.set())
         old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         watcher.start()
         yield hit
     finally:
-        signal.set_wakeup_fd(old_fd)
-        signal.signal(signal.SIGINT, old)
+        if old_fd is not None:
+            signal.set_wakeup_fd(old_fd)
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
         os.write(w, b"\0")
         if watcher.is_alive():
             watcher.join()
