@@ -6,6 +6,7 @@ bound and the termination reason."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -77,13 +78,13 @@ def solve_linear_solver(buf: RowBuffer, obj: Objective, T: int, hint: dict[int, 
     params = pywraplp.MPSolverParameters()
     params.SetDoubleParam(params.RELATIVE_MIP_GAP, rel_gap)
     translate_s = clock()
-    if solver.upper() == "SCIP":  # Ctrl-C stops the search and the run (SCIP's handler is off)
-        with on_sigint(s.InterruptSolve, "SCIP") as hit:
-            code = s.Solve(params)
-        if hit.is_set():
-            info["interrupted"] = True
-    else:
+    # SCIP: Ctrl-C stops the search and the run (SCIP's own handler is off)
+    guard = on_sigint(s.InterruptSolve, "SCIP") if solver.upper() == "SCIP" \
+        else contextlib.nullcontext(threading.Event())
+    with guard as hit:
         code = s.Solve(params)
+    if hit.is_set():
+        info["interrupted"] = True
     solve_s = clock() - translate_s
     names = {pywraplp.Solver.OPTIMAL: "optimal", pywraplp.Solver.FEASIBLE: "feasible",
              pywraplp.Solver.INFEASIBLE: "infeasible", pywraplp.Solver.UNBOUNDED: "unbounded",
